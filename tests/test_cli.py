@@ -1,0 +1,37 @@
+import subprocess
+import sys
+
+import pytest
+
+from celebseg_utils import cli
+
+
+def test_every_command_has_its_hooks():
+    import importlib
+
+    missing = []
+    for name, (module, _) in cli.COMMANDS.items():
+        mod = importlib.import_module(module)
+        for hook in (f"add_{name}_arguments", f"run_{name}"):
+            if not callable(getattr(mod, hook, None)):
+                missing.append(f"{module}.{hook}")
+    assert missing == []
+
+
+def test_unknown_option_is_a_one_line_error(capsys):
+    with pytest.raises(SystemExit) as exc:
+        cli.main(["synth", "--no-such-option"])
+    assert exc.value.code == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and err[0].startswith("error: ")
+
+
+def test_no_command_prints_help_and_exits_2(capsys):
+    assert cli.main([]) == 2
+    assert "synth" in capsys.readouterr().out
+
+
+def test_module_entry_point_runs():
+    out = subprocess.run([sys.executable, "-m", "celebseg_utils", "--version"],
+                         capture_output=True, text=True, timeout=60)
+    assert out.returncode == 0 and out.stdout.startswith("celebseg ")
