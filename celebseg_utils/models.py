@@ -1,0 +1,116 @@
+"""The DeepLabV3+ model factory: keras-cv (default) or keras-hub, two backbones.
+
+Every model built here has one contract, whatever the library, backbone or dtype policy:
+
+- input: float32 images in 0..255, shape (B, image_size, image_size, 3); the backbone's own
+  preprocessing is inside the model (keras-cv: ``include_rescaling``, x/255; keras-hub: an
+  ``ImageConverter`` layer with the preset's scale/offset, else ImageNet mean/std);
+- output: float32 **logits** (no softmax) of shape (B, image_size, image_size, num_classes),
+  also under the ``mixed_float16`` policy: the classifier and the final upsampling run in
+  float32.
+
+keras-cv's own DeepLabV3+ head ends in a softmax; a custom head replaces it entirely (its 4x
+upsampling included), so ours restores the upsampling, on the logits (19 channels are
+cheaper to upsample than 256 features; this is also what the reference DeepLab does).
+keras-hub's ``DeepLabV3Backbone`` upsamples its 256 features to full size itself; our 1x1
+float32 classifier follows it (about 2.5 GFLOPs more per 512x512 image).
+
+The decoder reads the backbone at stride 4 (P2) and 32 (P5); layers after P5 (ResNet's
+``post_bn``, MobileNetV3's 960-channel 1x1 conv) stay in the model, so presets load, but get
+no gradient: Keras's one-time "Gradients do not exist" warning at ``fit`` is expected.
+To resume a mixed-precision model with its optimizer state, set the policy before
+``keras.saving.load_model``.
+
+``image_size`` must be a multiple of 32 (the decoder joins stride-4 and stride-32 features).
+
+>>> from celebseg_utils.models import build_model
+>>> m = build_model(backbone="mobilenet_v3_large", image_size=64)
+>>> tuple(m.output.shape), m.output.dtype
+((None, 64, 64, 19), 'float32')
+"""
+
+from __future__ import annotations
+
+import keras
+
+from celebseg_utils import backbones as bb
+from celebseg_utils.errors import CelebsegError
+from celebseg_utils.labels import NUM_CLASSES
+
+
+def build_model(num_classes: int = NUM_CLASSES, backbone: str = "resnet50_v2",
+                image_size: int = 512, library: str = "keras_cv", weights=None) -> keras.Model:
+    """DeepLabV3+ returning float32 logits (B, H, W, num_classes) for 0..255 images.
+
+    ``weights``: None (random init), "imagenet" (the library's pretrained backbone; needs the
+    network the first time and otherwise raises CelebsegError saying how to use a local
+    preset folder), or a local preset folder (written by
+    ``backbones.save_backbone_preset``, or a keras-hub ``save_to_preset``), which works
+    offline; its architecture replaces ``backbone``'s. The decoder and classifier always
+    start from random init.
+
+    >>> import numpy as np
+    >>> m = build_model(backbone="mobilenet_v3_large", image_size=64, library="keras_hub")
+    >>> m(np.zeros((1, 64, 64, 3), "float32")).shape
+    TensorShape([1, 64, 64, 19])
+    """
+    bb.check_names(backbone, library)
+    if image_size % 32 or image_size < 32:
+        raise CelebsegError(f"image_size={image_size} must be a positive multiple of 32 "
+                            f"(DeepLabV3+ joins stride-4 and stride-32 features)")
+    encoder = bb.build_backbone(backbone, library, image_size, weights)
+    name = f"deeplabv3plus_{backbone}_{library}"
+    if library == "keras_cv":
+        return _keras_cv_model(encoder, num_classes, name)
+    return _keras_hub_model(encoder, num_classes, image_size, name, weights, backbone)
+
+
+def _keras_cv_model(encoder, num_classes, name):
+    import keras_cv
+
+    head = keras.Sequential([
+        keras.layers.Conv2D(256, 1, padding="same", use_bias=False, name="segmentation_head_conv"),
+        keras.layers.BatchNormalization(name="segmentation_head_norm"),
+        keras.layers.ReLU(name="segmentation_head_relu"),
+        # float32 from here on: logits must not overflow or lose precision in float16.
+        keras.layers.Conv2D(num_classes, 1, name="logits", dtype="float32"),
+        keras.layers.UpSampling2D(4, interpolation="bilinear", name="logits_upsampling",
+                                  dtype="float32"),
+    ], name="segmentation_head")
+    return keras_cv.models.DeepLabV3Plus(backbone=encoder, num_classes=num_classes,
+                                         segmentation_head=head, name=name)
+
+
+def _keras_hub_model(encoder, num_classes, image_size, name, weights, backbone):
+    import keras_hub
+
+    converter = _hub_image_converter(weights, backbone)
+    deeplab = keras_hub.models.DeepLabV3Backbone(
+        image_encoder=encoder, spatial_pyramid_pooling_key="P5", upsampling_size=8,
+        dilation_rates=[6, 12, 18], low_level_feature_key="P2", projection_filters=48,
+        image_shape=(image_size, image_size, 3))
+    inputs = keras.Input((image_size, image_size, 3), name="images")
+    features = deeplab(converter(inputs))
+    logits = keras.layers.Conv2D(num_classes, 1, name="logits", dtype="float32")(features)
+    return keras.Model(inputs, logits, name=name)
+
+
+def _hub_image_converter(weights, backbone):
+    """keras-hub's normalisation layer: from the preset when it has one, else ImageNet's."""
+    import keras_hub
+
+    if weights is not None:
+        preset = (str(weights) if bb._is_preset_dir(weights)
+                  else bb.IMAGENET_PRESETS[("keras_hub", backbone)])
+        try:
+            found = keras_hub.layers.ImageConverter.from_preset(preset, image_size=None)
+        except Exception:  # noqa: BLE001 - a backbone-only preset has no converter
+            found = None
+        if found is not None:
+            return keras_hub.layers.ImageConverter(image_size=None, scale=found.scale,
+                                                   offset=found.offset, name="image_converter")
+    scale = [1.0 / (255.0 * s) for s in bb.IMAGENET_STD]
+    offset = [-m / s for m, s in zip(bb.IMAGENET_MEAN, bb.IMAGENET_STD)]
+    return keras_hub.layers.ImageConverter(image_size=None, scale=scale, offset=offset,
+                                           name="image_converter")
+
