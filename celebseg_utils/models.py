@@ -39,7 +39,8 @@ from celebseg_utils.labels import NUM_CLASSES
 
 
 def build_model(num_classes: int = NUM_CLASSES, backbone: str = "resnet50_v2",
-                image_size: int = 512, library: str = "keras_cv", weights=None) -> keras.Model:
+                image_size: int = 512, library: str = "keras_cv", weights=None,
+                bn_momentum: float | None = 0.99) -> keras.Model:
     """DeepLabV3+ returning float32 logits (B, H, W, num_classes) for 0..255 images.
 
     ``weights``: None (random init), "imagenet" (the library's pretrained backbone; needs the
@@ -48,6 +49,12 @@ def build_model(num_classes: int = NUM_CLASSES, backbone: str = "resnet50_v2",
     ``backbones.save_backbone_preset``, or a keras-hub ``save_to_preset``), which works
     offline; its architecture replaces ``backbone``'s. The decoder and classifier always
     start from random init.
+
+    ``bn_momentum`` replaces the momentum of every BatchNormalization layer (None keeps the
+    library's). keras-cv's MobileNetV3 uses 0.999, made for ImageNet's 100k+ steps: after a
+    few hundred steps its moving statistics are still mostly the initial ones, so inference
+    (validation, evaluation) sees a different network than training did. 0.99 (Keras's
+    default) suits fine-tuning; short runs from scratch (the CPU demo) want 0.9.
 
     >>> import numpy as np
     >>> m = build_model(backbone="mobilenet_v3_large", image_size=64, library="keras_hub")
@@ -61,8 +68,33 @@ def build_model(num_classes: int = NUM_CLASSES, backbone: str = "resnet50_v2",
     encoder = bb.build_backbone(backbone, library, image_size, weights)
     name = f"deeplabv3plus_{backbone}_{library}"
     if library == "keras_cv":
-        return _keras_cv_model(encoder, num_classes, name)
-    return _keras_hub_model(encoder, num_classes, image_size, name, weights, backbone)
+        model = _keras_cv_model(encoder, num_classes, name)
+    else:
+        model = _keras_hub_model(encoder, num_classes, image_size, name, weights, backbone)
+    if bn_momentum is not None:
+        set_bn_momentum(model, bn_momentum)
+    return model
+
+
+def set_bn_momentum(model: keras.Model, momentum: float) -> int:
+    """Set the moving-average momentum of every BatchNormalization layer; returns how many.
+
+    >>> m = build_model(backbone="mobilenet_v3_large", image_size=64, bn_momentum=None)
+    >>> set_bn_momentum(m, 0.9) > 10
+    True
+    """
+    if not 0.0 <= momentum < 1.0:
+        raise CelebsegError(f"bn_momentum={momentum} must be in [0, 1)")
+    layers = [layer for layer in _all_layers(model)
+              if isinstance(layer, keras.layers.BatchNormalization)]
+    for layer in layers:
+        layer.momentum = float(momentum)
+    return len(layers)
+
+
+def _all_layers(layer):
+    for sub in getattr(layer, "_flatten_layers", lambda **_: [])(include_self=False, recursive=True):
+        yield sub
 
 
 def _keras_cv_model(encoder, num_classes, name):
