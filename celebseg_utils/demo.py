@@ -40,3 +40,124 @@ def smoke_workspace(root, count: int = 48, image_size: int = 64, seed: int = 0,
 
     atomic_write_json(stamp, wanted)
     return {"data_root": data_root, "prepared": prepared}
+
+
+#: What the demo trains: the cpu-demo preset plus the loss and schedule that learn fastest
+#: from scratch on this CPU (measured; see README "The demo").
+DEMO_OVERRIDES = ()
+DEMO_COUNT = 400
+DEMO_IMAGE_SIZE = 128
+
+
+def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int = DEMO_IMAGE_SIZE,
+                      epochs: int | None = None, seed: int = 0, overrides=(),
+                      progress: bool = True) -> dict:
+    """synth -> prepare -> stats -> train -> evaluate -> figures; returns the results dict.
+
+    Every step reuses what an earlier, interrupted demo finished (the data, a completed or
+    backed-up training run), so running it again continues instead of starting over.
+    ``OUT/results.json`` has the schema of ``celebseg evaluate``; the figures go to
+    ``OUT/figures/``.
+    """
+    import time
+
+    from celebseg_utils.config import resolve_config
+    from celebseg_utils.evaluate import evaluate_model
+    from celebseg_utils.fileio import atomic_write_json
+    from celebseg_utils.stats import compute_stats, plot_class_frequency
+    from celebseg_utils.train import train
+
+    out = Path(out)
+    figures = out / "figures"
+    timings = {}
+    began = time.time()
+
+    def step(name):
+        timings[name] = round(time.time() - began - sum(timings.values()), 1)
+
+    print(f"[1/5] synthesising {count} faces at {image_size} px")
+    ws = smoke_workspace(out / "data", count=count, image_size=image_size, seed=seed,
+                         progress=progress)
+    step("data")
+    print("[2/5] class statistics of the train split")
+    stats = compute_stats(ws["prepared"], progress=progress)
+    plot_class_frequency(stats, figures / "class_frequency.png")
+    step("stats")
+    print("[3/5] training DeepLabV3+ MobileNetV3-Large on CPU")
+    sets = [f"data.prepared={ws['prepared']}", f"run_dir={out / 'run'}", f"image_size={image_size}",
+            f"seed={seed}", *DEMO_OVERRIDES, *overrides]
+    if epochs is not None:
+        sets.append(f"epochs={epochs}")
+    config = resolve_config(preset="cpu-demo", overrides=sets)
+    summary = train(config, progress=progress)
+    step("train")
+    print("[4/5] evaluating on the test split")
+    results = evaluate_model(summary["model"], ws["prepared"], split="test",
+                             out=out / "evaluation" / "results.json", progress=progress)
+    step("evaluate")
+    print("[5/5] figures")
+    from celebseg_utils import viz
+
+    viz.plot_training_curves(summary["history"], figures / "training_curves.png")
+    _prediction_grid(summary["model"], ws["prepared"], image_size, figures / "predictions.png")
+    for name in ("per_class.png", "confusion_matrix.png"):
+        produced = out / "evaluation" / name
+        if produced.exists():
+            (figures / name).write_bytes(produced.read_bytes())
+    step("figures")
+    results = {**results, "demo": {"count": count, "image_size": image_size,
+                                   "epochs": summary["epochs_completed"],
+                                   "seconds": timings, "total_seconds": round(time.time() - began, 1),
+                                   "config": str(Path(summary["run_dir"]) / "config.yaml")}}
+    atomic_write_json(out / "results.json", results)
+    print(summary_table(results))
+    print(f"results: {out / 'results.json'}\nfigures: {figures}")
+    return results
+
+
+def summary_table(results: dict) -> str:
+    """A Markdown table of per-class IoU/F1 and the headline scores of a results dict."""
+    from celebseg_utils import labels as L
+
+    lines = ["| class | IoU | F1 |", "|---|---:|---:|"]
+    for name, row in results["per_class"].items():
+        rare = " (rare)" if name in L.RARE_CLASSES else ""
+        lines.append(f"| {name}{rare} | {_fmt(row.get('iou'))} | {_fmt(row.get('f1'))} |")
+    lines.append(f"| **mIoU (19 classes)** | **{_fmt(results['miou'])}** | |")
+    lines.append(f"| **mean F1 (18 facial)** | | **{_fmt(results['mean_f1'])}** |")
+    lines.append(f"| pixel accuracy | {_fmt(results['pixel_accuracy'])} | |")
+    return "\n".join(lines)
+
+
+def _fmt(value) -> str:
+    return "n/a" if value is None or value != value else f"{value:.3f}"
+
+
+def _prediction_grid(model, prepared, image_size: int, path, rows: int = 4) -> None:
+    import numpy as np
+
+    from celebseg_utils import viz
+    from celebseg_utils.data import make_dataset
+
+    images, truths = next(iter(make_dataset(prepared, "test", image_size=image_size,
+                                            batch_size=rows)))
+    predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
+    pictures = [[images[i].numpy().astype("uint8"), truths[i, ..., 0].numpy(), predicted[i]]
+                for i in range(images.shape[0])]
+    viz.plot_grid(pictures, ["photo", "ground truth", "prediction"], path=path)
+
+
+def add_demo_arguments(parser) -> None:
+    parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
+    parser.add_argument("--count", type=int, default=DEMO_COUNT, help="synthetic faces")
+    parser.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE, help="pixels")
+    parser.add_argument("--epochs", type=int, default=None, help="override the preset's epochs")
+    parser.add_argument("--seed", type=int, default=0)
+    parser.add_argument("--set", action="append", default=[], metavar="KEY=VALUE",
+                        help="extra training config overrides, as for `celebseg train`")
+
+
+def run_demo(args) -> int:
+    run_demo_pipeline(args.out, count=args.count, image_size=args.image_size, epochs=args.epochs,
+                      seed=args.seed, overrides=args.set)
+    return 0

@@ -33,6 +33,7 @@ import keras
 
 # losses and metrics register their classes on import, so that after `import
 # celebseg_utils.train` plain keras.saving.load_model reloads a run's .keras files.
+from celebseg_utils import backbones as _backbones  # noqa: F401 - registers PyramidEncoder
 from celebseg_utils import callbacks as cb
 from celebseg_utils import config as cfgmod
 from celebseg_utils import losses as _losses  # noqa: F401
@@ -180,7 +181,7 @@ def _compile_model(config: TrainConfig, class_weights, total_steps: int, warmup_
 
     model = build_model(num_classes=NUM_CLASSES, backbone=config.model.backbone,
                         image_size=config.image_size, library=config.model.library,
-                        weights=config.model.weights)
+                        weights=config.model.weights, bn_momentum=config.model.bn_momentum)
     loss = get_loss(config.loss.name, num_classes=NUM_CLASSES, class_weights=class_weights,
                     **config.loss.kwargs)
     opt = config.optimizer

@@ -113,3 +113,33 @@ def save_figure(fig, path, dpi: int = 110) -> None:
     with atomic_path(path) as tmp:
         fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
     plt.close(fig)
+
+
+def plot_training_curves(history: dict, path=None, metrics: Sequence[str] = ("loss", "miou")):
+    """Train/validation curves per epoch from a Keras-style history dict.
+
+    ``history`` maps metric names to per-epoch lists (``history.json`` of a run); each name
+    in ``metrics`` gets a panel with its ``val_`` twin when present.
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    shown = [m for m in metrics if m in history]
+    fig, axes = plt.subplots(1, max(1, len(shown)), figsize=(4.2 * max(1, len(shown)), 3.2),
+                             squeeze=False)
+    for ax, name in zip(axes[0], shown):
+        epochs = np.arange(1, len(history[name]) + 1)
+        ax.plot(epochs, history[name], marker=".", label="train")
+        if f"val_{name}" in history:
+            ax.plot(epochs, history[f"val_{name}"], marker=".", label="validation")
+        ax.set_xlabel("epoch")
+        ax.set_title(name)
+        ax.grid(alpha=0.3)
+        ax.legend(fontsize=8)
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

@@ -1,0 +1,323 @@
+"""Evaluate a model on a split and compare runs: the numbers of the loss study.
+
+``evaluate_model`` makes one pass over a split and accumulates **one** confusion matrix
+(never a per-batch average), then derives the scores with
+:func:`celebseg_utils.metrics.scores_from_confusion`. It writes beside ``out``:
+
+- ``results.json``: ``miou``, ``mean_f1``, ``pixel_accuracy``, ``per_class`` ({class name:
+  {iou, f1, precision, recall, support}}), ``split``, ``num_images``, ``image_size``,
+  ``model``, ``confusion_matrix``. Scores that do not exist (a class absent from both truth
+  and prediction) are ``null``: strict JSON has no NaN;
+- ``results.md``: the same as a Markdown table; ``confusion_matrix.png`` (row-normalised)
+  and ``per_class.png`` (IoU and F1 per class, rare classes highlighted).
+
+The model is evaluated at its own input size (labels resized with nearest neighbour); for
+the published protocol train and evaluate at 512, the label maps' own size.
+
+>>> from celebseg_utils.evaluate import evaluate_model
+>>> results = evaluate_model("runs/demo/run/final.keras", "runs/demo/data/prepared")  # doctest: +SKIP
+>>> sorted(results)[:3]  # doctest: +SKIP
+['confusion_matrix', 'image_size', 'mean_f1']
+"""
+
+from __future__ import annotations
+
+import json
+import math
+from pathlib import Path
+
+import numpy as np
+
+from celebseg_utils import labels as L
+from celebseg_utils import layout
+from celebseg_utils.errors import CelebsegError
+from celebseg_utils.fileio import atomic_write_json, atomic_write_text
+
+
+def load_model_checked(model):
+    """A keras.Model from a model or a ``.keras`` path, checked to output 19-class maps.
+
+    >>> load_model_checked("runs/demo/run/final.keras").output_shape  # doctest: +SKIP
+    (None, 128, 128, 19)
+    """
+    if isinstance(model, (str, Path)):
+        from celebseg_utils.train import load_trained_model
+
+        path = Path(model)
+        if path.is_dir() and (path / "final.keras").exists():
+            path = path / "final.keras"  # a run directory
+        try:
+            model = load_trained_model(path)
+        except CelebsegError:
+            raise
+        except Exception as exc:  # noqa: BLE001 - a broken or foreign file is user input
+            raise CelebsegError(f"cannot load model {path}: {type(exc).__name__}: "
+                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
+    shape = tuple(model.output_shape)
+    if len(shape) != 4 or shape[-1] != L.NUM_CLASSES:
+        raise CelebsegError(f"model {model.name} outputs shape {shape}; celebseg needs "
+                            f"(batch, height, width, {L.NUM_CLASSES}) logits for the "
+                            f"{L.NUM_CLASSES} CelebAMask-HQ classes")
+    return model
+
+
+def model_image_size(model, default: int | None = None) -> int:
+    """The square input size a model was built for (``default`` when it has none).
+
+    >>> import keras
+    >>> inputs = keras.Input((None, None, 3))
+    >>> model_image_size(keras.Model(inputs, inputs), default=512)
+    512
+    """
+    size = tuple(model.input_shape)[1]
+    if size is None:
+        if default is None:
+            raise CelebsegError(f"model {model.name} has no fixed input size; pass image_size")
+        return int(default)
+    return int(size)
+
+
+def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_size: int = 8,
+                   progress: bool = True) -> dict:
+    """Scores of ``model`` (a keras.Model or a ``.keras`` path) on one split; see module doc.
+
+    ``out`` is the ``results.json`` path (default ``<model dir>/eval_<split>/results.json``
+    for a path, no files for an in-memory model).
+
+    >>> evaluate_model(model, "prep", split="val", out="eval/results.json")["miou"]  # doctest: +SKIP
+    0.61
+    """
+    from tqdm.auto import tqdm
+
+    from celebseg_utils.data import make_dataset
+    from celebseg_utils.metrics import confusion_matrix_np, scores_from_confusion
+
+    model_path = str(model) if isinstance(model, (str, Path)) else None
+    if out is None and model_path is not None:
+        out = Path(model_path).parent / f"eval_{split}" / "results.json"
+    model = load_model_checked(model)
+    info = layout.read_prepare_info(Path(prepared_dir))
+    ids = layout.read_split(Path(prepared_dir), split)
+    if not ids:
+        raise CelebsegError(f"the {split} split of {prepared_dir} is empty: nothing to evaluate")
+    size = model_image_size(model, default=info.get("label_size"))
+    dataset = make_dataset(prepared_dir, split, image_size=size, batch_size=batch_size)
+    cm = np.zeros((L.NUM_CLASSES, L.NUM_CLASSES), np.int64)
+    bar = tqdm(total=len(ids), desc=f"evaluate {split}", unit="img", disable=not progress)
+    for images, truth in dataset:
+        logits = model.predict_on_batch(images)
+        cm += confusion_matrix_np(truth.numpy(), np.argmax(logits, axis=-1))
+        bar.update(int(images.shape[0]))
+    bar.close()
+    results = {**scores_from_confusion(cm, class_names=L.CLASS_NAMES), "split": split,
+               "num_images": len(ids), "image_size": size,
+               "model": model_path or model.name, "confusion_matrix": cm.tolist()}
+    results = _json_safe(results)
+    if out is not None:
+        write_report(results, out)
+    return results
+
+
+def _json_safe(value):
+    """NaN and numpy scalars to what strict JSON holds (null, float, int)."""
+    if isinstance(value, dict):
+        return {k: _json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [_json_safe(v) for v in value]
+    if isinstance(value, (np.integer,)):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    return value
+
+
+def write_report(results: dict, out) -> None:
+    """results.json, results.md, confusion_matrix.png and per_class.png beside ``out``.
+
+    >>> write_report(evaluate_model(model, "prep"), "eval/results.json")  # doctest: +SKIP
+    """
+    from celebseg_utils import report_plots
+
+    out = Path(out)
+    atomic_write_json(out, results)
+    atomic_write_text(out.with_name("results.md"), results_table(results) + "\n")
+    report_plots.plot_confusion_matrix(np.array(results["confusion_matrix"]),
+                                       out.with_name("confusion_matrix.png"))
+    report_plots.plot_per_class({"this model": results}, out.with_name("per_class.png"))
+
+
+def _fmt(value) -> str:
+    return "–" if value is None else f"{value:.3f}"
+
+
+def results_table(results: dict) -> str:
+    """Per-class IoU, F1, precision and recall, then the headline scores, as Markdown.
+
+    >>> import numpy as np
+    >>> from celebseg_utils.metrics import scores_from_confusion
+    >>> r = _json_safe(scores_from_confusion(np.eye(19, dtype=int)))
+    >>> results_table(r).splitlines()[4]
+    '| nose | 1.000 | 1.000 | 1.000 | 1.000 |'
+    """
+    rows = ["| class | IoU | F1 | precision | recall |", "|---|---:|---:|---:|---:|"]
+    for name, s in results["per_class"].items():
+        mark = " *(rare)*" if name in L.RARE_CLASSES else ""
+        rows.append(f"| {name}{mark} | {_fmt(s['iou'])} | {_fmt(s['f1'])} | "
+                    f"{_fmt(s['precision'])} | {_fmt(s['recall'])} |")
+    rows += ["", f"mIoU (19 classes) **{_fmt(results['miou'])}** · mean F1 (18 facial classes) "
+                 f"**{_fmt(results['mean_f1'])}** · pixel accuracy {_fmt(results['pixel_accuracy'])}"
+                 f" · {results.get('num_images', '?')} {results.get('split', '')} images"]
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- compare
+
+def find_results(run_dir) -> Path:
+    """A run's ``results.json``: in the folder itself, or in ``eval_test``/``evaluation``.
+
+    >>> find_results("runs/sparse_ce")  # doctest: +SKIP
+    PosixPath('runs/sparse_ce/eval_test/results.json')
+    """
+    run_dir = Path(run_dir)
+    if run_dir.is_file() and run_dir.suffix == ".json":
+        return run_dir
+    for candidate in (run_dir / "results.json", run_dir / "eval_test" / "results.json",
+                      run_dir / "evaluation" / "results.json"):
+        if candidate.exists():
+            return candidate
+    raise CelebsegError(f"no results.json in {run_dir}: run `celebseg evaluate --model "
+                        f"{run_dir / 'final.keras'} --prepared DIR` first")
+
+
+def run_name(run_dir) -> str:
+    """The loss of a run's config.yaml when it has one (the study's column name), else its folder.
+
+    >>> run_name("/tmp/no-such-run")
+    'no-such-run'
+    """
+    run_dir = Path(run_dir)
+    config = run_dir / "config.yaml"
+    if config.exists():
+        import yaml
+
+        loss = (yaml.safe_load(config.read_text()) or {}).get("loss", {})
+        if isinstance(loss, dict) and loss.get("name"):
+            return str(loss["name"])
+    return run_dir.name
+
+
+def compare_runs(run_dirs, out=None, names=None) -> dict:
+    """Several runs' per-class IoU/F1 side by side: Markdown, a grouped bar chart, JSON.
+
+    Returns ``{"runs": {name: results}, "table": markdown}``; with ``out`` (a folder) it
+    writes ``comparison.md``, ``comparison.json`` and ``comparison.png`` there.
+
+    >>> print(compare_runs(["runs/ce", "runs/dice"], out="study")["table"])  # doctest: +SKIP
+    """
+    from celebseg_utils import report_plots
+
+    run_dirs = [Path(r) for r in run_dirs]
+    if not run_dirs:
+        raise CelebsegError("compare needs at least one run directory")
+    if names is not None and len(names) != len(run_dirs):
+        raise CelebsegError(f"--names has {len(names)} names for {len(run_dirs)} runs")
+    names = list(names) if names else [run_name(r) for r in run_dirs]
+    names = [n if names.count(n) == 1 else f"{n} ({r.name})" for n, r in zip(names, run_dirs)]
+    runs = {n: json.loads(find_results(r).read_text()) for n, r in zip(names, run_dirs)}
+    table = comparison_table(runs)
+    if out is not None:
+        out = Path(out)
+        atomic_write_text(out / "comparison.md", table + "\n")
+        atomic_write_json(out / "comparison.json", {n: {k: r[k] for k in ("miou", "mean_f1",
+                          "pixel_accuracy", "per_class")} for n, r in runs.items()})
+        report_plots.plot_per_class(runs, out / "comparison.png")
+    return {"runs": runs, "table": table}
+
+
+def comparison_table(runs: dict) -> str:
+    """Classes as rows, runs as columns (IoU / F1), best of each row in bold.
+
+    >>> comparison_table({"ce": ce_results, "dice": dice_results})  # doctest: +SKIP
+    """
+    names = list(runs)
+    rows = ["| class | " + " | ".join(f"{n} IoU / F1" for n in names) + " |",
+            "|---|" + "---:|" * len(names)]
+
+    def cells(values):
+        best = max((v for v in values if v is not None), default=None)
+        return [("**" + _fmt(v) + "**") if v is not None and v == best and len(values) > 1
+                else _fmt(v) for v in values]
+
+    for name in L.CLASS_NAMES:
+        iou = cells([runs[n]["per_class"].get(name, {}).get("iou") for n in names])
+        f1 = cells([runs[n]["per_class"].get(name, {}).get("f1") for n in names])
+        mark = " *(rare)*" if name in L.RARE_CLASSES else ""
+        rows.append(f"| {name}{mark} | " + " | ".join(f"{a} / {b}" for a, b in zip(iou, f1)) + " |")
+    for key, label in (("miou", "mIoU (19)"), ("mean_f1", "mean F1 (18 facial)"),
+                       ("pixel_accuracy", "pixel accuracy")):
+        rows.append(f"| **{label}** | " + " | ".join(cells([runs[n].get(key) for n in names])) + " |")
+    return "\n".join(rows)
+
+
+# --------------------------------------------------------------------------- CLI
+
+def add_evaluate_arguments(parser) -> None:
+    """Options of ``celebseg evaluate``.
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser(); add_evaluate_arguments(p)
+    >>> p.parse_args(["--model", "m.keras", "--prepared", "prep"]).split
+    'test'
+    """
+    parser.add_argument("--model", required=True, help=".keras model (or a run directory)")
+    parser.add_argument("--prepared", required=True, help="prepared folder (celebseg prepare)")
+    parser.add_argument("--split", default="test", choices=layout.SPLITS)
+    parser.add_argument("--out", default=None,
+                        help="results.json path (default: beside the model, eval_<split>/)")
+    parser.add_argument("--batch-size", type=int, default=8)
+
+
+def run_evaluate(args) -> int:
+    """``celebseg evaluate``: writes the report and prints its table.
+
+    >>> run_evaluate(argparse.Namespace(model="m.keras", prepared="prep", split="test",
+    ...                                 out=None, batch_size=8))  # doctest: +SKIP
+    0
+    """
+    model = Path(args.model)
+    if not model.exists():
+        raise CelebsegError(f"model {model} not found: train one with `celebseg train` or "
+                            f"pass the path of a .keras file")
+    out = Path(args.out) if args.out else None
+    results = evaluate_model(model, args.prepared, split=args.split, out=out,
+                             batch_size=args.batch_size)
+    print(results_table(results))
+    where = out or (model.parent if model.is_file() else model) / f"eval_{args.split}" / "results.json"
+    print(f"results: {where}")
+    return 0
+
+
+def add_compare_arguments(parser) -> None:
+    """Options of ``celebseg compare``.
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser(); add_compare_arguments(p)
+    >>> p.parse_args(["runs/a", "runs/b", "--names", "ce", "dice"]).names
+    ['ce', 'dice']
+    """
+    parser.add_argument("runs", nargs="+", metavar="RUN_DIR", help="run folders with results.json")
+    parser.add_argument("--out", default=None, help="folder for comparison.md/.json/.png")
+    parser.add_argument("--names", nargs="+", default=None, help="column names, one per run")
+
+
+def run_compare(args) -> int:
+    """``celebseg compare``: prints the side-by-side table (and writes it with ``--out``).
+
+    >>> run_compare(argparse.Namespace(runs=["runs/a", "runs/b"], out="study", names=None))  # doctest: +SKIP
+    0
+    """
+    result = compare_runs(args.runs, out=args.out, names=args.names)
+    print(result["table"])
+    if args.out:
+        print(f"comparison: {Path(args.out) / 'comparison.md'}")
+    return 0

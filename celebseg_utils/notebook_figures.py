@@ -1,0 +1,312 @@
+"""The pictures the numbered notebooks show, drawn from package data (tested like the rest).
+
+Companion of :mod:`celebseg_utils.notebook` (runtime, run folders, Markdown tables); every
+function returns a matplotlib figure (or arrays for :func:`celebseg_utils.viz.plot_grid`)
+so that a notebook cell is one call.
+
+>>> from celebseg_utils import notebook_figures as F
+>>> fig = F.plot_history({"epoch": [0], "loss": [1.0], "val_loss": [1.1]})
+>>> fig.axes[0].get_title()
+'loss'
+"""
+
+from __future__ import annotations
+
+from pathlib import Path
+from typing import Sequence
+
+import numpy as np
+
+from celebseg_utils import labels as L
+from celebseg_utils import layout, viz
+from celebseg_utils.errors import CelebsegError
+
+#: The backend ipykernel uses for figures in notebooks.
+INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
+
+
+def _pyplot():
+    """pyplot, switched back to Jupyter's inline backend when something chose Agg.
+
+    Writers that save figures to files (the evaluation report) select Agg; inside a
+    notebook kernel that would silently hide every later figure of the notebook.
+    """
+    import matplotlib
+    import matplotlib.pyplot as plt
+
+    if matplotlib.get_backend().lower() == "agg" and _in_kernel():
+        plt.switch_backend(INLINE_BACKEND)
+    return plt
+
+
+def _in_kernel() -> bool:
+    import sys
+
+    shell = sys.modules.get("IPython") and sys.modules["IPython"].get_ipython()
+    return bool(shell) and "IPKernelApp" in getattr(shell, "config", {})
+
+
+def load_photos(data_root, ids: Sequence[int], size: int | None = None) -> list:
+    """RGB uint8 arrays of the raw photos ``ids`` (resized to ``size`` when given).
+
+    >>> load_photos("/nonexistent", [])
+    []
+    """
+    from PIL import Image
+
+    photos = []
+    for k in ids:
+        path = layout.image_path(Path(data_root), k)
+        if not path.exists():
+            raise CelebsegError(f"missing photo {path}: check the data folder (notebook 01)")
+        with Image.open(path) as im:
+            im = im.convert("RGB")
+            if size is not None:
+                im = im.resize((size, size), Image.BILINEAR)
+            photos.append(np.asarray(im))
+    return photos
+
+
+def read_label(prepared, k: int) -> np.ndarray:
+    """The fused uint8 label map of image ``k`` of a prepared folder."""
+    from PIL import Image
+
+    path = layout.label_path(Path(prepared), k)
+    if not path.exists():
+        raise CelebsegError(f"missing label map {path}: run `celebseg prepare` (notebook 02) first")
+    with Image.open(path) as im:
+        return np.asarray(im)
+
+
+def sample_rows(prepared, ids: Sequence[int], alpha: float = 0.5) -> list[list]:
+    """``[photo, label map, overlay]`` per image of a prepared folder, for ``viz.plot_grid``.
+
+    Photos are brought to the label-map size so that the three pictures line up.
+    """
+    from PIL import Image
+
+    info = layout.read_prepare_info(Path(prepared))
+    rows = []
+    for k in ids:
+        label = read_label(prepared, k)
+        photo = load_photos(info["data_root"], [k], size=label.shape[0])[0]
+        rows.append([photo, label, viz.overlay(photo, label, alpha=alpha)])
+    return rows
+
+
+def plot_history(history: dict):
+    """Loss and mIoU per epoch, training and validation (``train.train(cfg)["history"]``).
+
+    >>> fig = plot_history({"epoch": [0, 1], "loss": [1.2, 0.8], "val_loss": [1.3, 1.0],
+    ...                     "miou": [0.2, 0.4], "val_miou": [0.18, 0.3]})
+    >>> [ax.get_title() for ax in fig.axes]
+    ['loss', 'mIoU']
+    """
+    from matplotlib.ticker import MaxNLocator
+
+    plt = _pyplot()
+
+    epochs = [e + 1 for e in history.get("epoch", range(len(history.get("loss", []))))]
+    fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
+    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "miou", "mIoU")):
+        for prefix, style in (("", "-o"), ("val_", "--o")):
+            values = history.get(prefix + key)
+            if values:
+                ax.plot(epochs[:len(values)], values, style, label=(prefix or "train_").rstrip("_"))
+        ax.set_title(title)
+        ax.set_xlabel("epoch")
+        ax.xaxis.set_major_locator(MaxNLocator(integer=True))
+        if ax.lines:
+            ax.legend(frameon=False)
+        ax.grid(alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def _highlight_rare(ax, names: Sequence[str]) -> None:
+    for tick, name in zip(ax.get_xticklabels(), names):
+        if name in L.RARE_CLASSES:
+            tick.set_color("crimson")
+            tick.set_fontweight("bold")
+
+
+def plot_class_weights(stats: dict, schemes: Sequence[str] = ("inv_freq", "median_freq", "enet")):
+    """The class weights of each scheme side by side (log scale; rare classes in red).
+
+    Absent classes (weight 0) get no bar.
+
+    >>> w = {"inv_freq": [1.0] * 19, "median_freq": [0.5] * 19, "enet": [0.0] + [2.0] * 18}
+    >>> fig = plot_class_weights({"class_names": list(L.CLASS_NAMES), "class_weights": w})
+    >>> len(fig.axes[0].patches)
+    57
+    """
+    plt = _pyplot()
+
+    names = list(stats["class_names"])
+    x = np.arange(len(names))
+    width = 0.8 / len(schemes)
+    fig, ax = plt.subplots(figsize=(10, 3.6))
+    for j, scheme in enumerate(schemes):
+        w = np.asarray(stats["class_weights"][scheme], dtype=np.float64)
+        ax.bar(x + (j - (len(schemes) - 1) / 2) * width, np.where(w > 0, w, np.nan), width,
+               label=scheme)
+    ax.set_yscale("log")
+    ax.axhline(1.0, color="0.4", linewidth=0.8)
+    ax.set_xticks(x, [L.DISPLAY_NAMES.get(n, n) for n in names], rotation=60, ha="right", fontsize=8)
+    _highlight_rare(ax, names)
+    ax.set_ylabel("class weight (log)")
+    ax.set_title("Class weights by scheme (rare classes in red)")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0))
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig
+
+
+def pick_example(prepared, split: str = "train", scan: int = 200) -> int:
+    """An image of ``split`` that shows many classes: the most rare accessories, then the
+    most classes, among its first ``scan`` images (smallest id on ties)."""
+    ids = layout.read_split(Path(prepared), split)[:scan]
+    if not ids:
+        raise CelebsegError(f"split {split!r} of {prepared} is empty: pick another split")
+    rare = [L.class_id(c) for c in L.RARE_CLASSES]
+
+    def score(k):
+        present = np.unique(read_label(prepared, k))
+        return (np.isin(rare, present).sum(), present.size, -k)
+
+    return max(ids, key=score)
+
+
+def plot_weight_maps(prepared, stats: dict, image_id: int | None = None, split: str = "train",
+                     scheme: str = "median_freq"):
+    """Label map, the ``scheme`` class-weight map and the per-image weight map of one image.
+
+    ``image_id=None`` picks one with rare accessories (:func:`pick_example`).
+    """
+    from matplotlib.colors import LogNorm
+
+    plt = _pyplot()
+
+    from celebseg_utils import stats as S
+
+    k = pick_example(prepared, split) if image_id is None else int(image_id)
+    label = read_label(prepared, k)
+    maps = [(f"{scheme} weight per pixel", S.class_weight_map(label, stats["class_weights"][scheme])),
+            ("per-image weight per pixel", S.per_image_pixel_weights(label))]
+    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
+    axes[0].imshow(viz.colorize(label))
+    axes[0].set_title(f"label map, image {k}", fontsize=9)
+    for ax, (title, weights) in zip(axes[1:], maps):
+        positive = weights[weights > 0]
+        norm = LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * 1.01))
+        shown = ax.imshow(np.where(weights > 0, weights, np.nan), cmap="magma", norm=norm)
+        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
+        ax.set_title(title, fontsize=9)
+    for ax in axes:
+        ax.set_xticks([])
+        ax.set_yticks([])
+    fig.tight_layout()
+    return fig
+
+
+# --------------------------------------------------------------------------- predictions
+
+def _model(model):
+    if isinstance(model, (str, Path)):
+        from celebseg_utils.train import load_trained_model
+
+        return load_trained_model(model)
+    return model
+
+
+def predict_label(model, photo: np.ndarray, size: int) -> np.ndarray:
+    """Argmax label map (``size`` x ``size``) of a keras model on one RGB photo.
+
+    The photo is fed at the model's input size (``size`` when the model takes any size).
+    """
+    from PIL import Image
+
+    h, w = model.input_shape[1:3]
+    x = np.asarray(Image.fromarray(photo).resize((w or size, h or size), Image.BILINEAR),
+                   dtype=np.float32)[None]
+    logits = np.asarray(model.predict(x, verbose=0))[0]
+    return viz.resize_label(np.argmax(logits, axis=-1).astype(np.uint8), (size, size))
+
+
+def _split_samples(prepared, split: str, count: int):
+    ids = layout.read_split(Path(prepared), split)[:count]
+    if not ids:
+        raise CelebsegError(f"split {split!r} of {prepared} is empty: pick another split")
+    return ids, [(k, read_label(prepared, k)) for k in ids]
+
+
+def plot_predictions(model, prepared, count: int = 3, split: str = "test"):
+    """Photo, ground truth, prediction and its overlay for the first ``count`` images of
+    ``split``; each row names the image and its IoU. ``model``: keras model or ``.keras`` path.
+    """
+    from celebseg_utils.widgets import image_iou
+
+    _pyplot()
+    model = _model(model)
+    info = layout.read_prepare_info(Path(prepared))
+    rows, names = [], []
+    for k, truth in _split_samples(prepared, split, count)[1]:
+        photo = load_photos(info["data_root"], [k], size=truth.shape[0])[0]
+        pred = predict_label(model, photo, truth.shape[0])
+        rows.append([photo, truth, pred, viz.overlay(photo, pred)])
+        names.append(f"image {k}, IoU {image_iou(truth, pred):.2f}")
+    return viz.plot_grid(rows, ["photo", "ground truth", "prediction", "overlay"], row_labels=names)
+
+
+def plot_run_predictions(run_dirs: Sequence, prepared, count: int = 3, split: str = "test",
+                         model_file: str = "best.keras"):
+    """The same ``count`` images of ``split`` through the model of each run, side by side:
+    photo, ground truth, then one column per run (titled with the run's name)."""
+    info = layout.read_prepare_info(Path(prepared))
+    samples = _split_samples(prepared, split, count)[1]
+    photos = [load_photos(info["data_root"], [k], size=t.shape[0])[0] for k, t in samples]
+    rows = [[p, t] for p, (_, t) in zip(photos, samples)]
+    for run in run_dirs:
+        model = _model(Path(run) / model_file)
+        for row, photo, (_, truth) in zip(rows, photos, samples):
+            row.append(predict_label(model, photo, truth.shape[0]))
+    titles = ["photo", "ground truth"] + [Path(r).name for r in run_dirs]
+    _pyplot()
+    return viz.plot_grid(rows, titles, row_labels=[f"image {k}" for k, _ in samples])
+
+
+# --------------------------------------------------------------------------- comparing runs
+
+def plot_comparison(results: dict, metric: str = "f1"):
+    """Per-class ``metric`` ("f1" or "iou") of several runs as grouped bars, the rare
+    classes shaded and named in red. ``results``: ``{run name: results.json dict}``.
+
+    >>> r = {"ce": {"per_class": {"skin": {"f1": .9}, "hat": {"f1": .2}}},
+    ...      "dice": {"per_class": {"skin": {"f1": .8}, "hat": {"f1": .5}}}}
+    >>> [float(p.get_height()) for p in plot_comparison(r).axes[0].patches if p.get_width() < 0.5]
+    [0.9, 0.2, 0.8, 0.5]
+    """
+    plt = _pyplot()
+
+    runs = list(results)
+    names = list(results[runs[0]]["per_class"])
+    x = np.arange(len(names))
+    width = 0.8 / len(runs)
+    fig, ax = plt.subplots(figsize=(max(8.0, 0.55 * len(names) + 2), 3.8))
+    for i, name in enumerate(names):
+        if name in L.RARE_CLASSES:
+            ax.axvspan(i - 0.5, i + 0.5, color="crimson", alpha=0.08, linewidth=0)
+    for j, run in enumerate(runs):
+        values = [np.nan if results[run]["per_class"][n][metric] is None
+                  else results[run]["per_class"][n][metric] for n in names]
+        ax.bar(x + (j - (len(runs) - 1) / 2) * width, values, width, label=run)
+    ax.set_xticks(x, [L.DISPLAY_NAMES.get(n, n) for n in names], rotation=60, ha="right", fontsize=8)
+    _highlight_rare(ax, names)
+    label = "IoU" if metric == "iou" else metric.upper()
+    ax.set_ylim(0, 1)
+    ax.set_ylabel(label)
+    ax.set_title(f"Per-class {label} by loss (rare classes shaded)")
+    ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
+    ax.grid(axis="y", alpha=0.3)
+    fig.tight_layout()
+    return fig

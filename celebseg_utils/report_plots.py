@@ -1,0 +1,86 @@
+"""Figures of evaluation reports: the confusion matrix and per-class IoU/F1 bars.
+
+>>> import numpy as np
+>>> from celebseg_utils.report_plots import plot_confusion_matrix
+>>> fig = plot_confusion_matrix(np.eye(19, dtype=int) * 10)
+"""
+
+from __future__ import annotations
+
+import numpy as np
+
+from celebseg_utils import labels as L
+
+
+def _pyplot():
+    import matplotlib
+
+    matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_confusion_matrix(cm, path=None):
+    """Row-normalised confusion matrix (each true class's pixels sum to 1), class names on axes."""
+    from celebseg_utils.viz import save_figure
+
+    plt = _pyplot()
+    cm = np.asarray(cm, dtype=np.float64)
+    rows = cm.sum(axis=1, keepdims=True)
+    norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
+    names = [L.DISPLAY_NAMES[n] for n in L.CLASS_NAMES]
+    fig, ax = plt.subplots(figsize=(8.5, 7.5))
+    im = ax.imshow(norm, cmap="viridis", vmin=0, vmax=1)
+    ax.set_xticks(range(len(names)), names, rotation=90, fontsize=8)
+    ax.set_yticks(range(len(names)), names, fontsize=8)
+    ax.set_xlabel("predicted")
+    ax.set_ylabel("ground truth")
+    ax.set_title("confusion matrix (row-normalised)")
+    for i in range(len(names)):
+        if norm[i, i] > 0:
+            ax.text(i, i, f"{norm[i, i]:.2f}", ha="center", va="center", fontsize=6,
+                    color="black" if norm[i, i] > 0.5 else "white")
+    fig.colorbar(im, ax=ax, fraction=0.046)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_per_class(runs: dict, path=None):
+    """Grouped bars of per-class IoU (top) and F1 (bottom) for one or more runs' results.
+
+    Rare classes (labels.RARE_CLASSES) get a shaded band and a bold tick label.
+    """
+    from celebseg_utils.viz import save_figure
+
+    plt = _pyplot()
+    names = list(runs)
+    x = np.arange(L.NUM_CLASSES)
+    width = 0.8 / max(1, len(names))
+    fig, axes = plt.subplots(2, 1, figsize=(max(9, 0.55 * L.NUM_CLASSES * max(1, len(names)) ** 0.5), 6.5),
+                             sharex=True)
+    for ax, key in zip(axes, ("iou", "f1")):
+        for j, name in enumerate(names):
+            per_class = runs[name]["per_class"]
+            values = [per_class.get(c, {}).get(key) for c in L.CLASS_NAMES]
+            values = [np.nan if v is None else v for v in values]
+            ax.bar(x + (j - (len(names) - 1) / 2) * width, values, width, label=name)
+        for c in L.RARE_CLASSES:
+            i = L.class_id(c)
+            ax.axvspan(i - 0.45, i + 0.45, color="orange", alpha=0.15, lw=0)
+        ax.set_ylim(0, 1)
+        ax.set_ylabel(key.upper() if key == "iou" else "F1")
+        ax.grid(axis="y", alpha=0.3)
+    axes[0].set_title("per-class scores (shaded: rare classes)")
+    if len(names) > 1:
+        axes[0].legend(fontsize=8, ncol=min(4, len(names)))
+    axes[1].set_xticks(x, [L.DISPLAY_NAMES[n] for n in L.CLASS_NAMES], rotation=60, ha="right",
+                       fontsize=8)
+    for tick, name in zip(axes[1].get_xticklabels(), L.CLASS_NAMES):
+        if name in L.RARE_CLASSES:
+            tick.set_fontweight("bold")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig

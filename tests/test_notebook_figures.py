@@ -1,0 +1,166 @@
+"""celebseg_utils.notebook_figures: the pictures of the notebooks, checked on tiny data."""
+
+from __future__ import annotations
+
+import json
+
+import matplotlib
+
+matplotlib.use("Agg")
+import matplotlib.pyplot as plt  # noqa: E402
+import numpy as np  # noqa: E402
+import pytest  # noqa: E402
+from PIL import Image  # noqa: E402
+
+from celebseg_utils import labels as L  # noqa: E402
+from celebseg_utils import layout  # noqa: E402
+from celebseg_utils import notebook_figures as F  # noqa: E402
+from celebseg_utils.errors import CelebsegError  # noqa: E402
+
+
+def test_plot_history_draws_train_and_val_curves():
+    fig = F.plot_history({"epoch": [0, 1, 2], "loss": [3.0, 2.0, 1.5],
+                                 "val_loss": [3.1, 2.5, 2.0], "miou": [0.1, 0.2, 0.3],
+                                 "val_miou": [0.05, 0.1, 0.2]})
+    loss_ax, miou_ax = fig.axes
+    assert [tuple(l.get_xdata()) for l in loss_ax.lines] == [(1, 2, 3), (1, 2, 3)]
+    assert list(miou_ax.lines[1].get_ydata()) == [0.05, 0.1, 0.2]
+    assert [t.get_text() for t in loss_ax.get_legend().get_texts()] == ["train", "val"]
+    import matplotlib.pyplot as plt
+
+    plt.close(fig)
+
+
+def test_load_photos_and_sample_rows(tmp_path):
+    import json
+
+    import numpy as np
+    from PIL import Image
+
+    from celebseg_utils import layout
+
+    raw, prep = tmp_path / "raw", tmp_path / "prep"
+    photo = np.zeros((8, 8, 3), np.uint8)
+    photo[:, :, 0] = 200
+    layout.image_path(raw, 3).parent.mkdir(parents=True)
+    Image.fromarray(photo).save(layout.image_path(raw, 3), quality=100)
+    label = np.zeros((4, 4), np.uint8)
+    label[1:3, 1:3] = 13
+    layout.label_path(prep, 3).parent.mkdir(parents=True)
+    Image.fromarray(label).save(layout.label_path(prep, 3))
+    layout.info_path(prep).write_text(json.dumps({"data_root": str(raw), "label_size": 4}))
+
+    (big,) = F.load_photos(raw, [3])
+    assert big.shape == (8, 8, 3) and abs(int(big[0, 0, 0]) - 200) <= 2
+    ((p, lab, over),) = F.sample_rows(prep, [3], alpha=1.0)
+    assert p.shape == (4, 4, 3) and lab.tolist() == label.tolist()
+    assert over[1, 1].tolist() == [0, 0, 204]  # hair, fully opaque
+    assert abs(int(over[0, 0, 0]) - 200) <= 2  # background keeps the photo
+    from celebseg_utils.errors import CelebsegError
+
+    with pytest.raises(CelebsegError, match="missing photo"):
+        F.load_photos(raw, [4])
+
+
+def _prepared(tmp_path, labels: dict[int, np.ndarray], split_ids=None):
+    """A prepared folder with the given label maps, all in the train split."""
+    raw, prep = tmp_path / "raw", tmp_path / "prep"
+    for k, label in labels.items():
+        layout.label_path(prep, k).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(label.astype(np.uint8)).save(layout.label_path(prep, k))
+    layout.split_path(prep, "train").parent.mkdir(parents=True, exist_ok=True)
+    ids = sorted(labels) if split_ids is None else split_ids
+    layout.split_path(prep, "train").write_text("".join(f"{k}\n" for k in ids))
+    layout.info_path(prep).write_text(json.dumps({"data_root": str(raw), "label_size": 4}))
+    return prep
+
+
+def test_pick_example_prefers_rare_accessories(tmp_path):
+    plain = np.zeros((4, 4), np.uint8)
+    many = plain.copy()
+    many[0, :4] = [1, 2, 4, 5]  # four common classes + background
+    rare = plain.copy()
+    rare[0, 0], rare[0, 1] = L.class_id("ear_r"), L.class_id("hat")
+    prep = _prepared(tmp_path, {0: plain, 1: many, 2: rare, 3: rare})
+    assert F.pick_example(prep) == 2  # two rare classes beat five common ones; smallest id on ties
+    assert F.pick_example(prep, scan=2) == 1
+
+
+def test_plot_weight_maps_shows_the_weights_of_each_pixel(tmp_path):
+    label = np.zeros((4, 4), np.uint8)
+    label[2:, 2:] = 13  # 12 background, 4 hair pixels
+    prep = _prepared(tmp_path, {7: label})
+    weights = [0.5] + [1.0] * 12 + [3.0] + [1.0] * 5
+    fig = F.plot_weight_maps(prep, {"class_weights": {"median_freq": weights}}, image_id=7)
+    truth_ax, class_ax, image_ax = fig.axes[:3]
+    assert truth_ax.get_title() == "label map, image 7"
+    class_map = class_ax.images[0].get_array()
+    assert class_map[0, 0] == 0.5 and class_map[3, 3] == 3.0
+    # per image: N / (K n_c) = 16 / (2 * 12) for background, 16 / (2 * 4) for hair
+    image_map = image_ax.images[0].get_array()
+    assert image_map[0, 0] == pytest.approx(16 / 24) and image_map[3, 3] == pytest.approx(2.0)
+    plt.close(fig)
+
+
+def test_plot_class_weights_one_bar_per_present_class_and_scheme():
+    w = {"inv_freq": [2.0] * 19, "median_freq": [0.0] + [1.0] * 18, "enet": [4.0] * 19}
+    fig = F.plot_class_weights({"class_names": list(L.CLASS_NAMES), "class_weights": w})
+    ax = fig.axes[0]
+    heights = [p.get_height() for p in ax.patches]
+    assert heights[:19] == [2.0] * 19 and heights[38:] == [4.0] * 19
+    assert np.isnan(heights[19]) and heights[20:38] == [1.0] * 18  # absent class: no bar
+    red = {t.get_text() for t in ax.get_xticklabels() if t.get_color() == "crimson"}
+    assert red == {"eyeglasses", "hat", "earring", "necklace"}
+    plt.close(fig)
+
+
+class _HairModel:
+    """Stands in for a keras model: input 4x4, logits that say "hair" on the left half."""
+
+    input_shape = (None, 4, 4, 3)
+
+    def __init__(self):
+        self.seen = []
+
+    def predict(self, x, verbose=0):
+        self.seen.append(x.shape)
+        logits = np.zeros((x.shape[0], 4, 4, 19), np.float32)
+        logits[:, :, :2, 13] = 1.0
+        return logits
+
+
+def test_predict_label_runs_at_the_model_size_and_resizes():
+    model = _HairModel()
+    photo = np.full((16, 16, 3), 100, np.uint8)
+    label = F.predict_label(model, photo, size=8)
+    assert model.seen == [(1, 4, 4, 3)]
+    assert label.shape == (8, 8) and (label[:, :4] == 13).all() and (label[:, 4:] == 0).all()
+
+
+def test_plot_predictions_rows_show_truth_prediction_and_iou(tmp_path):
+    truth = np.zeros((4, 4), np.uint8)
+    truth[:, :2] = 13  # the model gets image 5 exactly right
+    prep = _prepared(tmp_path, {5: truth, 6: np.zeros((4, 4), np.uint8)})
+    layout.split_path(prep, "test").write_text("5\n6\n")
+    for k in (5, 6):
+        layout.image_path(tmp_path / "raw", k).parent.mkdir(parents=True, exist_ok=True)
+        Image.fromarray(np.full((8, 8, 3), 90, np.uint8)).save(layout.image_path(tmp_path / "raw", k))
+    fig = F.plot_predictions(_HairModel(), prep, count=5, split="test")
+    axes = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in axes[:4]] == ["photo", "ground truth", "prediction", "overlay"]
+    assert [axes[0].get_ylabel(), axes[4].get_ylabel()] == ["image 5, IoU 1.00", "image 6, IoU 0.25"]  # (8/16 + 0) / 2
+    plt.close(fig)
+
+
+def test_plot_comparison_groups_bars_and_shades_rare_classes():
+    results = {"ce": {"per_class": {"skin": {"f1": .9}, "hat": {"f1": .2}, "ear_r": {"f1": .1}}},
+               "dice": {"per_class": {"skin": {"f1": .8}, "hat": {"f1": .5}, "ear_r": {"f1": .3}}}}
+    fig = F.plot_comparison(results, metric="f1")
+    ax = fig.axes[0]
+    bars = [p for p in ax.patches if p.get_width() < 0.5]
+    assert [round(float(b.get_height()), 2) for b in bars] == [0.9, 0.2, 0.1, 0.8, 0.5, 0.3]
+    shaded = [p for p in ax.patches if p.get_width() >= 0.5]
+    assert len(shaded) == 2  # hat and earring
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ce", "dice"]
+    assert ax.get_ylabel() == "F1"
+    plt.close(fig)

@@ -1,0 +1,75 @@
+"""Every numbered notebook runs headless with papermill in SMOKE mode without a cell error.
+
+Each notebook executes in its own temporary working folder with the kernel ``python3``.
+They share one synthetic workspace (built once) and one run root, so that in a full run
+notebook 07 compares the runs that 04-06 trained, as a user's session would; run alone,
+07 trains its own tiny runs.
+"""
+
+from __future__ import annotations
+
+import ast
+import json
+import os
+import time
+from pathlib import Path
+
+import pytest
+
+papermill = pytest.importorskip("papermill")
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+NOTEBOOK_DIR = REPO_ROOT / "notebooks"
+NOTEBOOKS = sorted(p.name for p in NOTEBOOK_DIR.glob("[0-9][0-9]_*.ipynb"))
+
+
+def _declared_parameters(path: Path) -> set[str]:
+    cells = json.loads(path.read_text())["cells"]
+    cell = next(c for c in cells if "parameters" in c["metadata"].get("tags", []))
+    tree = ast.parse("".join(cell["source"]))
+    return {t.id for node in tree.body if isinstance(node, ast.Assign) for t in node.targets}
+
+
+@pytest.fixture(scope="session")
+def shared(tmp_path_factory):
+    root = tmp_path_factory.mktemp("notebooks-shared")
+    return {"SMOKE_ROOT": str(root / "smoke"), "RUN_ROOT": str(root / "runs")}
+
+
+def test_all_seven_notebooks_are_collected():
+    assert [n[:2] for n in NOTEBOOKS] == ["01", "02", "03", "04", "05", "06", "07"]
+
+
+@pytest.mark.slow
+@pytest.mark.parametrize("name", NOTEBOOKS)
+def test_notebook_runs_headless_in_smoke_mode(name, shared, tmp_path, monkeypatch):
+    source = NOTEBOOK_DIR / name
+    declared = _declared_parameters(source)
+    params = {"SMOKE": True, **{k: v for k, v in shared.items() if k in declared}}
+    # The kernel inherits the environment: keep TensorFlow quiet and off any GPU.
+    monkeypatch.setenv("TF_CPP_MIN_LOG_LEVEL", "2")
+    monkeypatch.setenv("CUDA_VISIBLE_DEVICES", "")
+    executed = tmp_path / name
+    start = time.perf_counter()
+    papermill.execute_notebook(str(source), str(executed), parameters=params, kernel_name="python3",
+                               cwd=str(tmp_path), progress_bar=False, log_output=False)
+    seconds = time.perf_counter() - start
+    nb = json.loads(executed.read_text())
+    outputs = [o for c in nb["cells"] if c["cell_type"] == "code" for o in c["outputs"]]
+    assert not [o for o in outputs if o["output_type"] == "error"]
+    # Every notebook ends its story with at least one picture, and every figure cell (one
+    # ending in ");", which hides the return value) shows its figure: a plotting backend
+    # switched behind the notebook's back would hide them silently.
+    assert any("image/png" in o.get("data", {}) for o in outputs), f"{name} drew no figure"
+    for cell in nb["cells"]:
+        text = "".join(cell["source"]).rstrip()
+        if cell["cell_type"] == "code" and text.endswith(");"):
+            assert any("image/png" in o.get("data", {}) for o in cell["outputs"]), (
+                f"{name}: cell {cell.get('id')} drew no figure:\n{text}")
+    # The committed notebook stays clean: papermill writes only to the copy.
+    assert all(not c.get("outputs") for c in json.loads(source.read_text())["cells"]
+               if c["cell_type"] == "code")
+    print(f"{name}: {seconds:.1f} s")
+    if os.environ.get("CELEBSEG_NOTEBOOK_TIMES"):
+        with open(os.environ["CELEBSEG_NOTEBOOK_TIMES"], "a") as fh:
+            fh.write(f"{name}\t{seconds:.1f}\n")
