@@ -77,7 +77,7 @@ def plot_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path=
     import matplotlib
 
     if path is not None:
-        matplotlib.use("Agg", force=False)
+        _headless_backend(matplotlib)
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = len(rows), len(titles)
@@ -124,7 +124,7 @@ def plot_training_curves(history: dict, path=None, metrics: Sequence[str] = ("lo
     import matplotlib
 
     if path is not None:
-        matplotlib.use("Agg", force=False)
+        _headless_backend(matplotlib)
     import matplotlib.pyplot as plt
 
     shown = [m for m in metrics if m in history]
@@ -143,3 +143,11 @@ def plot_training_curves(history: dict, path=None, metrics: Sequence[str] = ("lo
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def _headless_backend(matplotlib) -> None:
+    """Agg for scripts without a display, but never switch a notebook's inline backend."""
+    import sys
+
+    if "matplotlib.pyplot" not in sys.modules:
+        matplotlib.use("Agg", force=False)
