@@ -128,4 +128,4 @@ def test_resolve_order(tmp_path):
 def test_config_diff():
     a = C.preset_config("cpu-demo")
     b = C.apply_overrides(a, ["optimizer.learning_rate=0.01", "run_dir=/elsewhere"])
-    assert C.config_diff(a, b) == ["optimizer.learning_rate: 0.002 -> 0.01"]
+    assert C.config_diff(a, b) == ["optimizer.learning_rate: 0.004 -> 0.01"]

@@ -241,7 +241,7 @@ def test_train_tiny_run_end_to_end(tmp_path, tiny_prepared):
                                atol=1e-5)
     compiled = keras.saving.load_model(run / "best.keras")
     assert isinstance(compiled.optimizer._learning_rate, WarmupDecay)
-    assert type(compiled.loss).__name__ == "SparseCE"
+    assert type(compiled.loss).__name__ == "CEDiceLoss"  # the cpu-demo preset's loss
     assert int(keras.saving.load_model(run / "final.keras").optimizer.iterations) == 4
 
     # the same command again: the finished run is returned, nothing retrains
@@ -250,7 +250,7 @@ def test_train_tiny_run_end_to_end(tmp_path, tiny_prepared):
     assert again["seconds"] == result["seconds"] and (run / "history.csv").read_text() == before
     # another config in the same run dir is refused, naming the difference
     changed = C.apply_overrides(cfg, ["optimizer.learning_rate=0.01"])
-    with pytest.raises(CelebsegError, match=r"another config \(optimizer.learning_rate: 0.002 -> 0.01\)"):
+    with pytest.raises(CelebsegError, match=r"another config \(optimizer.learning_rate: 0.004 -> 0.01\)"):
         train(changed, progress=False)
 
 
