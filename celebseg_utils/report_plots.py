@@ -15,6 +15,8 @@ from celebseg_utils import labels as L
 def _pyplot():
     import matplotlib
 
+    from celebseg_utils.viz import _headless_backend
+
     _headless_backend(matplotlib)
     import matplotlib.pyplot as plt
 
@@ -84,11 +86,3 @@ def plot_per_class(runs: dict, path=None):
     if path is not None:
         save_figure(fig, path)
     return fig
-
-
-def _headless_backend(matplotlib) -> None:
-    """Agg for scripts without a display, but never switch a notebook's inline backend."""
-    import sys
-
-    if "matplotlib.pyplot" not in sys.modules:
-        matplotlib.use("Agg", force=False)
