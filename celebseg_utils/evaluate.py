@@ -55,7 +55,8 @@ def load_model_checked(model):
                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     shape = tuple(model.output_shape)
     if len(shape) != 4 or shape[-1] != L.NUM_CLASSES:
-        raise CelebsegError(f"model {model.name} outputs shape {shape}; celebseg needs "
+        raise CelebsegError(f"model {model.name} outputs shape {shape} ({shape[-1]} channels); "
+                            f"celebseg needs "
                             f"(batch, height, width, {L.NUM_CLASSES}) logits for the "
                             f"{L.NUM_CLASSES} CelebAMask-HQ classes")
     return model

@@ -32,27 +32,15 @@ TTA_CHOICES = (None, "flip")
 
 
 def load_model(model):
-    """``model`` itself if it is a keras.Model, else the ``.keras`` file it names, loaded.
+    """``model`` itself if it is a keras.Model, else the ``.keras`` file it names, loaded;
+    checked to output one logit per CelebAMask-HQ class (see ``evaluate.load_model_checked``).
 
     >>> load_model("runs/demo/best.keras").output_shape[-1]  # doctest: +SKIP
     19
     """
-    if isinstance(model, (str, Path)):
-        from celebseg_utils.train import load_trained_model
+    from celebseg_utils.evaluate import load_model_checked
 
-        try:
-            model = load_trained_model(model)
-        except CelebsegError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a broken or foreign file is user input
-            raise CelebsegError(f"cannot load model {model}: {type(exc).__name__}; give a .keras "
-                                f"file written by `celebseg train`") from None
-    channels = model.output_shape[-1]
-    if channels != NUM_CLASSES:
-        raise CelebsegError(f"model {getattr(model, 'name', model)} outputs {channels} channels, "
-                            f"expected {NUM_CLASSES} (one logit per CelebAMask-HQ class): use a "
-                            f"model trained with `celebseg train`")
-    return model
+    return load_model_checked(model)
 
 
 def model_input_size(model) -> int:
