@@ -25,7 +25,7 @@ from PIL import Image, UnidentifiedImageError
 from celebseg_utils import viz
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_path
-from celebseg_utils.labels import FLIP_PERMUTATION, NUM_CLASSES
+from celebseg_utils.labels import FLIP_PERMUTATION
 
 DEFAULT_INPUT_SIZE = 512
 TTA_CHOICES = (None, "flip")
