@@ -19,3 +19,44 @@ def real_samples_dir() -> Path:
     if not (REAL_SAMPLES / "0.png").exists():
         pytest.skip(f"real samples not found at {REAL_SAMPLES} (they live in ../shared/data)")
     return REAL_SAMPLES
+
+
+# --- reliability suite bookkeeping (see tests/reliability.py) ---------------------------------
+
+RELIABILITY_RESULTS = REPO_ROOT / ".pytest_cache" / "celebseg-reliability.json"
+_reliability: dict[str, str] = {}
+
+
+def pytest_configure(config):
+    config.addinivalue_line(
+        "markers", "reliability(area, tried, outcome): a case of docs/RELIABILITY.md")
+
+
+def pytest_collection_modifyitems(session, config, items):
+    for item in items:
+        if item.get_closest_marker("reliability") is not None:
+            _reliability[item.nodeid] = "not run"
+
+
+def pytest_runtest_logreport(report):
+    if report.nodeid not in _reliability:
+        return
+    if report.when == "call" or report.outcome != "passed":
+        # A failed setup or teardown fails the case even when the call passed.
+        if _reliability[report.nodeid] in ("not run", "passed"):
+            _reliability[report.nodeid] = report.outcome
+
+
+def pytest_terminal_summary(terminalreporter, exitstatus, config):
+    if not _reliability:
+        return
+    counts = {k: sum(1 for v in _reliability.values() if v == k)
+              for k in ("passed", "failed", "skipped", "not run")}
+    terminalreporter.write_line(
+        f"reliability: {len(_reliability)} cases tried, {counts['passed']} passed, "
+        f"{counts['failed']} failed, {counts['skipped']} skipped")
+    if not config.option.collectonly:
+        import json
+
+        RELIABILITY_RESULTS.parent.mkdir(exist_ok=True)
+        RELIABILITY_RESULTS.write_text(json.dumps(_reliability, indent=1, sort_keys=True))
