@@ -10,7 +10,8 @@
     python scripts/bench_pipeline.py --prepared data/prepared --split train
 
 Each rate is the median of ``--repeats`` timings of ``--epochs`` x (split size) images
-after a warm-up. Other processes on the machine change the wall-clock numbers: the 1-minute
+after a warm-up, the pipelines timed in turn (round-robin) so that a change of load hits all
+alike. Other processes on the machine change the wall-clock numbers: the 1-minute
 load average is printed with them, and so is the rate per CPU-second of this process, which
 load barely moves; "projected" = that rate x the threads a pipeline can use (1 for the
 Python loader, all cores for tf.data), i.e. the rate with the machine to itself. Prints a Markdown table; ``--json`` also saves the numbers.
@@ -30,6 +31,11 @@ from pathlib import Path
 import numpy as np
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
+
+
+NAIVE = "(a) naive PyDataset: PIL photo + mask PNGs per sample"
+SHARDS = "(c) make_dataset, TFRecord shards (photos at label size)"
+CEILING = "ceiling: decode the original JPEGs, full size"
 
 
 def _shadow(prepared: Path, out: Path) -> Path:
@@ -103,22 +109,33 @@ def naive_dataset(root: Path, ids: list[int], size: int, batch_size: int):
     return Naive()
 
 
-def measure(make_iter, images: int, batch_size: int, repeats: int, warmup: int = 4) -> dict:
-    """Median images/s of ``repeats`` timings of ``images`` images after ``warmup`` batches."""
-    rates, cpu_rates, loads = [], [], []
+def time_once(make_iter, images: int, batch_size: int, warmup: int = 4) -> tuple[float, float, float]:
+    """(images/s, images per CPU-second, load) of one timing of ``images`` images after
+    ``warmup`` batches."""
     steps = max(1, images // batch_size)
+    it = make_iter()
+    for _ in range(warmup):
+        next(it)
+    start, cpu = time.perf_counter(), time.process_time()
+    for _ in range(steps):
+        next(it)
+    n = steps * batch_size
+    return n / (time.perf_counter() - start), n / (time.process_time() - cpu), os.getloadavg()[0]
+
+
+def measure_all(pipelines: dict, repeats: int) -> dict:
+    """Median rates of every pipeline, timed round-robin (repeat r times each in turn), so a
+    change of load during the run hits all of them alike.
+
+    ``pipelines``: name -> (make_iter, images, batch_size, warmup).
+    """
+    timings = {name: [] for name in pipelines}
     for _ in range(repeats):
-        it = make_iter()
-        for _ in range(warmup):
-            next(it)
-        start, cpu = time.perf_counter(), time.process_time()
-        for _ in range(steps):
-            next(it)
-        rates.append(steps * batch_size / (time.perf_counter() - start))
-        cpu_rates.append(steps * batch_size / (time.process_time() - cpu))
-        loads.append(os.getloadavg()[0])
-    return {"rate": statistics.median(rates), "rates": rates, "load": max(loads),
-            "per_cpu_second": statistics.median(cpu_rates)}
+        for name, (make_iter, images, bs, warmup) in pipelines.items():
+            timings[name].append(time_once(make_iter, images, bs, warmup))
+    return {name: {"rate": statistics.median(t[0] for t in ts), "rates": [t[0] for t in ts],
+                   "per_cpu_second": statistics.median(t[1] for t in ts),
+                   "load": max(t[2] for t in ts)} for name, ts in timings.items()}
 
 
 def _cycle(py_dataset):
@@ -153,7 +170,7 @@ def main(argv=None) -> int:
     args = p.parse_args(argv)
 
     from celebseg_utils import layout
-    from celebseg_utils.tfrecords import write_tfrecord_shards
+    from celebseg_utils import tfrecords as T
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     prepared = args.prepared or build(work, args.count)
@@ -161,14 +178,21 @@ def main(argv=None) -> int:
     ids = layout.read_split(prepared, args.split)
     root = Path(info["data_root"])
     png = _shadow(prepared, work / "png")
-    shards = _shadow(prepared, work / "shards")
-    shards_orig = _shadow(prepared, work / "shards_original")
+
+    def shards_of(name, **kw):
+        folder = _shadow(prepared, work / name)
+        want = {"image_size": None if kw["image_size"] == "original" else int(info["label_size"]),
+                "jpeg_quality": kw.get("jpeg_quality", T.JPEG_QUALITY) if kw["image_size"] != "original" else None}
+        have = T.read_info(folder) or {}
+        if any(have.get(k) != v for k, v in want.items()):  # absent, or left by other settings
+            T.write_tfrecord_shards(folder, progress=False, **kw)
+        return folder
+
     t0 = time.perf_counter()
-    if not (shards / "tfrecords" / "info.json").exists():
-        write_tfrecord_shards(shards, image_size="label", progress=False)
+    shards = shards_of("shards", image_size="label")
     t_shards = time.perf_counter() - t0
-    if not (shards_orig / "tfrecords" / "info.json").exists():
-        write_tfrecord_shards(shards_orig, image_size="original", progress=False)
+    shards_q95 = shards_of("shards_q95", image_size="label", jpeg_quality=95)
+    shards_orig = shards_of("shards_original", image_size="original")
     sizes = {name: sum(f.stat().st_size for f in (d / "tfrecords").glob(f"{args.split}-*.tfrecord"))
              for name, d in (("resized", shards), ("original", shards_orig))}
 
@@ -184,22 +208,20 @@ def main(argv=None) -> int:
     photos = [str(layout.image_path(root, k)) for k in ids]
     print(f"{len(ids)} {args.split} images of {prepared}; load average before: "
           f"{os.getloadavg()[0]:.2f} on {os.cpu_count()} cores", flush=True)
-    rows = {}
     naive = naive_dataset(root, ids, args.size, bs)
-    rows["(a) naive PyDataset: PIL photo + mask PNGs per sample"] = measure(
-        lambda: _cycle(naive), min(args.naive_images, images), bs, args.repeats, warmup=1)
-    rows["(a) naive PyDataset: PIL photo + mask PNGs per sample"]["threads"] = 1
-    rows["(b) make_dataset, prepared PNGs + original JPEGs"] = measure(pipeline(png), images, bs, args.repeats)
-    rows["(c) make_dataset, TFRecord shards (photos at label size)"] = measure(
-        pipeline(shards), images, bs, args.repeats)
-    rows["(c') make_dataset, TFRecord shards (original JPEG bytes)"] = measure(
-        pipeline(shards_orig), images, bs, args.repeats)
-    rows["(c) + per-image pixel weights"] = measure(
-        pipeline(shards, sample_weights="per_image"), images, bs, args.repeats)
-    rows["ceiling: decode the original JPEGs, full size"] = measure(
-        lambda: iter(decode_ceiling(photos, bs, 1)), images, bs, args.repeats)
-    rows["ceiling: decode the original JPEGs, DCT ratio 2"] = measure(
-        lambda: iter(decode_ceiling(photos, bs, 2)), images, bs, args.repeats)
+    pipelines = {
+        NAIVE: (lambda: _cycle(naive), min(args.naive_images, images), bs, 1),
+        "(b) make_dataset, prepared PNGs + original JPEGs": (pipeline(png), images, bs, 4),
+        SHARDS: (pipeline(shards), images, bs, 4),
+        f"(c) with photos at JPEG quality 95 instead of {T.JPEG_QUALITY}": (pipeline(shards_q95), images, bs, 4),
+        "(c') make_dataset, TFRecord shards (original JPEG bytes)": (pipeline(shards_orig), images, bs, 4),
+        "(c) + per-image pixel weights": (pipeline(shards, sample_weights="per_image"), images, bs, 4),
+        CEILING: (lambda: iter(decode_ceiling(photos, bs, 1)), images, bs, 4),
+        "ceiling: decode the original JPEGs, DCT ratio 2": (lambda: iter(decode_ceiling(photos, bs, 2)),
+                                                           images, bs, 4),
+    }
+    rows = measure_all(pipelines, args.repeats)
+    rows[NAIVE]["threads"] = 1
     for name, r in rows.items():
         print(f"  {name}: {r['rate']:.0f} img/s {[round(x) for x in r['rates']]}, "
               f"{r['per_cpu_second']:.0f} img per CPU-second (load {r['load']:.2f})", flush=True)
@@ -209,10 +231,8 @@ def main(argv=None) -> int:
         # What the process would do with the machine to itself: CPU-seconds are not taken by
         # other processes' load. The naive loader is one Python thread; tf.data uses all cores.
         r["projected_idle"] = r["per_cpu_second"] * r.setdefault("threads", cores)
-    naive_rate = rows["(a) naive PyDataset: PIL photo + mask PNGs per sample"]["rate"]
-    ceiling = rows["ceiling: decode the original JPEGs, full size"]["rate"]
-    naive_idle = rows["(a) naive PyDataset: PIL photo + mask PNGs per sample"]["projected_idle"]
-    ceiling_idle = rows["ceiling: decode the original JPEGs, full size"]["projected_idle"]
+    naive_rate, ceiling = rows[NAIVE]["rate"], rows[CEILING]["rate"]
+    naive_idle, ceiling_idle = rows[NAIVE]["projected_idle"], rows[CEILING]["projected_idle"]
     print(f"\n{args.size}x{args.size}, batch {bs}, augmentation on, {os.cpu_count()} cores, "
           f"median of {args.repeats}; 1-min load average during the runs up to "
           f"{max(r['load'] for r in rows.values()):.2f}\n")
@@ -223,7 +243,7 @@ def main(argv=None) -> int:
         print(f"| {name} | {r['rate']:.0f} | {r['rate'] / naive_rate:.1f} | "
               f"{100 * r['rate'] / ceiling:.0f}% | {r['per_cpu_second']:.0f} | {r['projected_idle']:.0f} | "
               f"{r['projected_idle'] / naive_idle:.1f} | {100 * r['projected_idle'] / ceiling_idle:.0f}% |")
-    c = rows["(c) make_dataset, TFRecord shards (photos at label size)"]
+    c = rows[SHARDS]
     for label, rate, base, top in (("measured", c["rate"], naive_rate, ceiling),
                                    ("projected", c["projected_idle"], naive_idle, ceiling_idle)):
         print(f"\ntargets for (c), {label}: >= 400 img/s: {rate:.0f} {'ok' if rate >= 400 else 'MISSED'}; "

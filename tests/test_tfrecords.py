@@ -82,6 +82,23 @@ def test_original_mode_keeps_the_photo_bytes(prepared):
     assert k == 7 and photo == (prepared.parent / "raw" / "CelebA-HQ-img" / "7.jpg").read_bytes()
 
 
+def test_jpeg_quality_is_recorded_and_trades_bytes_for_fidelity(prepared):
+    sizes, errors = {}, {}
+    for quality in (60, 95):
+        info = T.write_tfrecord_shards(prepared, progress=False, workers=1, jpeg_quality=quality)
+        assert info["jpeg_quality"] == quality
+        records = _records(prepared / "tfrecords" / "test-00000-of-00001.tfrecord")
+        sizes[quality] = sum(len(r[0]) for r in records)
+        photo = np.asarray(Image.open(io.BytesIO(records[0][0])), np.float64)
+        with Image.open(prepared.parent / "raw" / "CelebA-HQ-img" / "7.jpg") as im:
+            reference = np.asarray(im.convert("RGB").resize((SIZE, SIZE), Image.BILINEAR), np.float64)
+        errors[quality] = np.abs(photo - reference).mean()
+    assert sizes[60] < sizes[95] and errors[60] > errors[95]
+    assert T.write_tfrecord_shards(prepared, image_size="original", progress=False)["jpeg_quality"] is None
+    with pytest.raises(CelebsegError, match="jpeg_quality"):
+        T.write_tfrecord_shards(prepared, progress=False, jpeg_quality=0)
+
+
 def test_make_dataset_reads_the_shards_and_gives_the_png_batches(prepared):
     from celebseg_utils.data import make_dataset
 
