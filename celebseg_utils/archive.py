@@ -1,10 +1,11 @@
 """Safe unpacking of a zip, a tar or a plain folder into a target folder.
 
 Every entry is checked before a single byte is written: absolute paths, ``..`` components,
-symbolic or hard links and special files are refused, so an archive can never write
-outside the target. Files are unpacked into a hidden staging folder inside the target and
-moved into place only when all of them are complete; an interrupted or corrupt archive
-leaves the target as it was.
+symbolic or hard links, special files, names with control characters and a name that is
+both a file and a folder are refused, so an archive can never write outside the target.
+Files are unpacked into a hidden staging folder inside the target and moved into place
+only when all of them are complete; an interrupted or corrupt archive leaves the target
+as it was.
 
 >>> import tempfile, zipfile, pathlib
 >>> d = pathlib.Path(tempfile.mkdtemp())
@@ -20,6 +21,7 @@ leaves the target as it was.
 
 from __future__ import annotations
 
+import errno
 import os
 import shutil
 import stat
@@ -49,9 +51,12 @@ def archive_kind(path: Path) -> str:
     path = Path(path)
     if path.is_dir():
         return "dir"
-    if not path.is_file():
+    if not path.exists():
         raise CelebsegError(f"archive {path} does not exist: pass the path of the downloaded "
                             f".zip (or the unpacked folder) to --archive")
+    if not path.is_file():  # a device or a pipe: reading it could block or never end
+        raise CelebsegError(f"archive {path} is not a regular file: pass the downloaded .zip "
+                            f"(or the unpacked folder) to --archive")
     if zipfile.is_zipfile(path):
         return "zip"
     try:
@@ -59,11 +64,38 @@ def archive_kind(path: Path) -> str:
             return "tar"
     except (OSError, tarfile.TarError):
         pass
+    what = _sniff(path)
+    if what is not None:
+        raise CelebsegError(f"{path} {what}: download it again, or pass the CelebAMask-HQ "
+                            f"archive to --archive")
     if path.suffix.lower() == ".zip":
         raise CelebsegError(f"{path} is not a readable zip (truncated or corrupt download?): "
                             f"download it again")
     raise CelebsegError(f"{path} is neither a zip nor a tar archive nor a folder: pass the "
                         f"CelebAMask-HQ .zip you downloaded")
+
+
+def _sniff(path: Path) -> str | None:
+    """What a file that is not an archive is, from its first bytes, if it is a usual suspect.
+
+    A failed download often leaves an empty file, the start of a zip, or the HTML page of a
+    quota or sign-in error under the archive's name; saying which tells the user what to do.
+    """
+    with open(path, "rb") as f:
+        head = f.read(64)
+    if not head:
+        return "is empty (0 bytes)"
+    if head.startswith(b"PK\x03\x04"):
+        return "is a truncated or corrupt zip (its end, the central directory, is missing)"
+    if head.startswith(b"\x1f\x8b"):
+        return "is a truncated or corrupt gzip file"
+    if head.startswith(b"\xff\xd8\xff"):
+        return "is a JPEG image, not an archive"
+    if head.startswith(b"\x89PNG"):
+        return "is a PNG image, not an archive"
+    if head.lstrip().lower().startswith((b"<!doctype html", b"<html")):
+        return "is an HTML page, not an archive (an error or sign-in page saved in its place?)"
+    return None
 
 
 def list_entries(path: Path) -> list[Entry]:
@@ -156,8 +188,16 @@ def check_entries(entries: list[Entry], source: Path) -> None:
             bad.append(f"{e.name!r} is a link")
         elif e.kind == "special":
             bad.append(f"{e.name!r} is a device or pipe")
+        elif any(ord(c) < 32 or 127 <= ord(c) < 160 for c in e.name):
+            # A newline or an escape code would let a name forge lines on the terminal.
+            bad.append(f"{e.name!r} has control characters in its name")
         elif entry_parts(e.name) is None:
             bad.append(f"{e.name!r} points outside the target (absolute path or '..')")
+    # A name that is a file and also holds members could only be unpacked by dropping one.
+    parts = [(e.kind, p) for e in entries if (p := entry_parts(e.name))]
+    folders = {p[:i] for _, p in parts for i in range(1, len(p))}
+    bad += [f"{'/'.join(p)!r} is both a file and a folder"
+            for kind, p in parts if kind == "file" and p in folders]
     if bad:
         more = f" and {len(bad) - 3} more" if len(bad) > 3 else ""
         raise CelebsegError(f"refusing to unpack {source}: {'; '.join(bad[:3])}{more}. "
@@ -184,20 +224,24 @@ def safe_extract(source: Path, out: Path, progress: bool = True, move: bool = Fa
         base = source.parent
         entries = [Entry(f"{source.name}/", 0, "dir")] + [
             e._replace(name=f"{source.name}/{e.name}") for e in entries]
-    tops = sorted({entry_parts(e.name)[0] for e in entries if entry_parts(e.name)})
+    # Our own working folder never comes from an archive (it would be renamed onto itself).
+    tops = sorted({p[0] for e in entries if (p := entry_parts(e.name))} - {STAGING_NAME})
     clashes = [t for t in tops if (out / t).exists() or (out / t).is_symlink()]
     if clashes:
         raise CelebsegError(f"{out / clashes[0]} already exists and would be overwritten by "
                             f"{source.name}: remove it or choose another --out")
     total = sum(e.size for e in entries if e.kind == "file")
     out.mkdir(parents=True, exist_ok=True)
-    if not move and shutil.disk_usage(out).free < total:
-        raise CelebsegError(f"{out} has {shutil.disk_usage(out).free / 1e9:.1f} GB free but "
-                            f"{source.name} unpacks to {total / 1e9:.1f} GB: free some space "
-                            f"or choose another --out")
     staging = out / STAGING_NAME
     if staging.exists():
-        shutil.rmtree(staging)  # left by an interrupted run; never holds finished files
+        # Left by a killed run; never holds finished files. Removed before measuring free
+        # space, which it would otherwise take up.
+        shutil.rmtree(staging)
+    free = shutil.disk_usage(out).free
+    if not move and free < total:
+        raise CelebsegError(f"{out} has {_size(free)} free but {source.name} unpacks to "
+                            f"{_size(total)}: free {_size(total - free)} more or choose "
+                            f"another --out")
     staging.mkdir()
     try:
         from tqdm.auto import tqdm
@@ -215,9 +259,23 @@ def safe_extract(source: Path, out: Path, progress: bool = True, move: bool = Fa
     except (zipfile.BadZipFile, tarfile.TarError, EOFError, zlib.error) as exc:
         raise CelebsegError(f"{source} is corrupt or truncated ({exc}): download it again; "
                             f"nothing was kept in {out}") from None
+    except OSError as exc:
+        if exc.errno not in (errno.ENOSPC, errno.EDQUOT):
+            raise
+        raise CelebsegError(f"{out} ran out of disk space while unpacking {source.name} "
+                            f"({_size(total)}): free some space or choose another --out; "
+                            f"nothing was kept") from None
     finally:
         shutil.rmtree(staging, ignore_errors=True)
     return tops
+
+
+def _size(n: int) -> str:
+    """``n`` bytes for people: ``_size(3_200_000_000) == '3.2 GB'``."""
+    for unit, scale in (("GB", 1e9), ("MB", 1e6), ("kB", 1e3)):
+        if n >= scale:
+            return f"{n / scale:.1f} {unit}"
+    return f"{n} byte{'s' if n != 1 else ''}"
 
 
 def _target(staging: Path, name: str) -> Path:

@@ -67,9 +67,16 @@ def download_dataset(source: str, out, archive=None, kaggle_slug: str = DEFAULT_
     if source == "archive" and archive is None:
         raise CelebsegError("--source archive needs --archive FILE (the CelebAMask-HQ .zip "
                             "you downloaded, or its unpacked folder)")
+    # An empty path means the current folder to pathlib; here it is an unset variable.
+    for option, value in (("--archive", archive), ("--out", out)):
+        if value is not None and not str(value).strip():
+            raise CelebsegError(f"{option} is empty (an unset shell variable?): pass a path")
     out = Path(out).expanduser().absolute()
-    if out.exists() and not out.is_dir():
+    blocker = next((p for p in (out, *out.parents) if p.exists() and not p.is_dir()), None)
+    if blocker == out:
         raise CelebsegError(f"--out {out} is a file: pass a folder")
+    if blocker is not None:
+        raise CelebsegError(f"--out {out} is inside {blocker}, which is a file: pass a folder")
     root = _check_marker(out)
     if root is not None:
         _say(f"{root} is already downloaded and verified; nothing to do")
@@ -127,6 +134,10 @@ def _unpack(src: Path, out: Path, progress: bool, owned: bool = False,
     ``contents``: a folder's contents go into ``out`` rather than the folder itself.
     """
     entries = A.list_entries(src)
+    # Our bookkeeping never comes from an archive: a marker packed with a copy of a folder
+    # would vouch for whatever was unpacked beside it, unverified.
+    entries = [e for e in entries
+               if (A.entry_parts(e.name) or ("",))[0] not in (MARKER_NAME, DOWNLOAD_DIR)]
     if owned or contents:
         # kagglehub keeps its completion markers in a hidden ".complete/" folder
         entries = [e for e in entries if not (A.entry_parts(e.name) or ("",))[0].startswith(".")]

@@ -145,7 +145,7 @@ def test_truncated_or_foreign_file_names_the_file(tmp_path):
     archive = _zip(tmp_path / "cut.zip", GOOD)
     data = archive.read_bytes()
     archive.write_bytes(data[: len(data) // 2])
-    with pytest.raises(CelebsegError, match=r"cut\.zip is not a readable zip"):
+    with pytest.raises(CelebsegError, match=r"cut\.zip is a truncated or corrupt zip"):
         A.safe_extract(archive, tmp_path / "out", progress=False)
     text = tmp_path / "notes.txt"
     text.write_text("hello")
@@ -162,3 +162,20 @@ def test_entry_parts():
     assert A.entry_parts("a/../b") is None
     assert A.entry_parts("\\\\server\\share") is None
     assert A.entry_parts("a\x00b") is None
+
+
+def test_control_characters_and_file_folder_clashes_are_refused(tmp_path):
+    entries = [A.Entry("top/a\nb.txt", 1, "file"), A.Entry("top/x", 1, "file"),
+               A.Entry("top/x/y.txt", 1, "file"), A.Entry("top/ok.txt", 1, "file")]
+    with pytest.raises(CelebsegError) as info:
+        A.check_entries(entries, tmp_path / "a.zip")
+    assert str(info.value) == (
+        f"refusing to unpack {tmp_path / 'a.zip'}: 'top/a\\nb.txt' has control characters in "
+        f"its name; 'top/x' is both a file and a folder. Nothing was written; use an archive "
+        f"from the official source")
+    A.check_entries([A.Entry("top/", 0, "dir"), A.Entry("top/é ü.txt", 1, "file")], tmp_path)
+
+
+def test_sizes_for_people():
+    assert [A._size(n) for n in (0, 1, 999, 1000, 2_500_000, 3_210_000_000)] == [
+        "0 bytes", "1 byte", "999 bytes", "1.0 kB", "2.5 MB", "3.2 GB"]

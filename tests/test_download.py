@@ -238,7 +238,7 @@ def test_truncated_download_names_the_file(tmp_path, good_zip):
     data = good_zip.read_bytes()
     cut = tmp_path / "cut.zip"
     cut.write_bytes(data[:-200])
-    with pytest.raises(CelebsegError, match=r"cut\.zip is not a readable zip"):
+    with pytest.raises(CelebsegError, match=r"cut\.zip is a truncated or corrupt zip"):
         D.download_dataset("archive", tmp_path / "data", archive=cut, progress=False)
 
 
