@@ -9,6 +9,7 @@ Raw (as unpacked from the official archive, or written by ``celebseg synth``)::
 Prepared (written by ``celebseg prepare``)::
 
     PREP/prepare.json          {"data_root", "label_size", "num_images", "splits", "problems"}
+    PREP/source.json           {"mapping_sha256", "label_size"}: the data the labels come from
     PREP/labels/<k>.png        fused uint8 label map, ids 0..18
     PREP/splits/<split>.txt    one image id per line, ascending
     PREP/problems.txt          inputs left out with --skip-bad
@@ -56,6 +57,10 @@ def split_path(prepared: Path, split: str) -> Path:
 
 def info_path(prepared: Path) -> Path:
     return Path(prepared) / "prepare.json"
+
+
+def source_path(prepared: Path) -> Path:
+    return Path(prepared) / "source.json"
 
 
 def tfrecord_dir(prepared: Path) -> Path:

@@ -312,11 +312,13 @@ def _nonzero_pillow(blob: bytes) -> np.ndarray:
     return arr != 0
 
 
+_REFETCH = "re-extract or re-download it, or run prepare with --skip-bad"
+
+
 def _unreadable(path, exc: Exception) -> BadFileError:
     if isinstance(exc, MemoryError):
         raise exc
-    return BadFileError(path, f"unreadable mask ({str(exc) or type(exc).__name__})",
-                        "re-extract or re-download it, or run prepare with --skip-bad")
+    return BadFileError(path, f"unreadable mask ({str(exc) or type(exc).__name__})", _REFETCH)
 
 
 def _decode(path: Path, blob: bytes) -> np.ndarray:
@@ -332,9 +334,12 @@ def _decode(path: Path, blob: bytes) -> np.ndarray:
 def _read_bytes(path) -> bytes:
     try:
         with open(path, "rb") as fh:  # not Path.read_bytes: pathlib parsing costs ~20 us a call
-            return fh.read()
+            blob = fh.read()
     except OSError as exc:
-        raise BadFileError(path, f"cannot read mask ({exc.strerror or exc})") from None
+        raise BadFileError(path, f"cannot read mask ({exc.strerror or exc})", _REFETCH) from None
+    if not blob:  # an interrupted copy or a full disk; "not a PNG" would hide that
+        raise BadFileError(path, "empty mask file (0 bytes)", _REFETCH)
+    return blob
 
 
 def read_mask(path) -> np.ndarray:

@@ -11,13 +11,22 @@ exist, have a readable JPEG header and end with the JPEG end-of-image marker (th
 missing, foreign and truncated photos for 0.07 ms; decoding the photo, even at 1/8 scale
 in the DCT domain, costs 1 ms, a third more on top of the ~3 ms that fusing the masks
 takes, and damage inside the JPEG data is rare: the training pipeline's decoder reports
-it), and its masks must exist, decode and share one size. Masks of an image that has no photo and is not in the mapping are a problem too. A
-problem stops the run with a ``CelebsegError`` naming the file, unless ``skip_bad``: then
-the image is left out of the splits and listed in ``problems.txt``.
+it), and its masks must exist, decode and share one size (an image without any mask
+file is a problem, not an all-background label: every face has skin, so it means lost
+files). Masks of an image that has no photo and is not in the mapping are a problem too.
+A problem stops the run with a ``CelebsegError`` naming the file, unless ``skip_bad``:
+then the image is left out of the splits and listed in ``problems.txt``.
+
+A problem of the whole folder (a missing or unreadable folder, a file where a folder
+belongs, masks outside their ``k // 2000`` subfolders, a mapping without images) stops the
+run even with ``skip_bad``, and so does a run that would leave no image at all.
 
 Work is spread over worker processes in chunks of image ids. Labels are written
 atomically, so an existing label is complete and a re-run skips it; an interrupted run
-leaves at most hidden ``.<k>.*.tmp.png`` files, removed at the next run.
+leaves at most hidden ``.<k>.*.tmp.png`` files, removed at the next run. Because labels
+are kept, ``OUT/source.json`` records the data they come from (the mapping rows and the
+mask size, not the folder's path, so moving the raw folder is fine) and a run on other
+data into the same ``OUT`` stops instead of mixing the two.
 
 >>> import tempfile
 >>> from celebseg_utils.synthetic import write_synthetic_dataset
@@ -31,6 +40,8 @@ from __future__ import annotations
 
 import argparse
 import collections
+import hashlib
+import json
 import multiprocessing
 import os
 import re
@@ -89,7 +100,7 @@ def check_photo(path) -> None:
     ...
     celebseg_utils.masks.BadFileError: /nonexistent/0.jpg: missing photo
     """
-    from PIL import Image
+    from PIL import Image, UnidentifiedImageError
 
     path = Path(path)
     try:
@@ -101,7 +112,11 @@ def check_photo(path) -> None:
             tail = fh.read()
     except FileNotFoundError:
         raise BadFileError(path, "missing photo") from None
-    except Exception as exc:  # PIL raises several types for a broken header
+    except Exception as exc:  # noqa: BLE001 - PIL raises several types for a broken header
+        if path.is_file() and path.stat().st_size == 0:  # PIL would say "cannot identify"
+            raise BadFileError(path, "empty photo file (0 bytes)") from None
+        if isinstance(exc, UnidentifiedImageError):  # its text repeats the path, as a file object
+            raise BadFileError(path, "unreadable photo (not a JPEG nor any image format)") from None
         raise BadFileError(path, f"unreadable photo ({exc or type(exc).__name__})") from None
     if fmt != "JPEG":
         raise BadFileError(path, f"photo is {fmt}, not JPEG")
@@ -132,30 +147,71 @@ def _prepare_chunk(job) -> list[tuple[int, str, str] | None]:
 def _check_raw(root: Path) -> None:
     if not root.is_dir():
         raise CelebsegError(f"--data-root {root} is not a folder: " + _GET_DATA.format(root=root))
-    for path in (root / layout.IMAGE_DIR, root / layout.MASK_DIR, layout.mapping_path(root)):
+    folders = (root / layout.IMAGE_DIR, root / layout.MASK_DIR)
+    for path in (*folders, layout.mapping_path(root)):
         if not path.exists():
-            raise CelebsegError(f"{path} is missing, so {root} is not a CelebAMask-HQ folder: "
-                                + _GET_DATA.format(root=root))
+            inner = _inner_dataset(root)
+            fix = (f"did you mean --data-root {inner}?" if inner
+                   else _GET_DATA.format(root=root))
+            raise CelebsegError(f"{path} is missing, so {root} is not a CelebAMask-HQ folder: {fix}")
+    for path in folders:
+        if not path.is_dir():
+            raise CelebsegError(f"{path} is not a folder: move the file away and re-extract the "
+                                f"dataset into {root}")
+
+
+def _inner_dataset(root: Path) -> Path | None:
+    """A folder just below ``root`` that is a CelebAMask-HQ folder (``root`` one level too high)."""
+    try:
+        candidates = [e.path for e in os.scandir(root) if e.is_dir()]
+    except OSError:
+        return None
+    for path in sorted(candidates):
+        if os.path.isdir(os.path.join(path, layout.IMAGE_DIR)):
+            return Path(path)
+    return None
+
+
+def _listdir(folder: str):
+    """``os.scandir`` entries of a raw folder; an unreadable one is a user error naming it."""
+    try:
+        with os.scandir(folder) as entries:
+            return list(entries)
+    except OSError as exc:
+        raise CelebsegError(f"cannot read the folder {folder} ({exc.strerror or exc}): fix its "
+                            f"permissions (chmod -R u+rX) or re-extract the dataset") from None
 
 
 def _scan(root: Path):
     """Photo ids, and image id -> [(label id, mask path)] in precedence order."""
-    photos = {int(m.group(1)) for e in os.scandir(root / layout.IMAGE_DIR)
+    photos = {int(m.group(1)) for e in _listdir(str(root / layout.IMAGE_DIR))
               if (m := _PHOTO_NAME.match(e.name))}
     masks: dict[int, list] = collections.defaultdict(list)
-    for folder in os.scandir(root / layout.MASK_DIR):
-        if not (folder.is_dir() and folder.name.isdigit()):
+    loose = 0
+    for folder in _listdir(str(root / layout.MASK_DIR)):
+        if not folder.name.isdigit():
+            loose += bool(_MASK_NAME.match(folder.name))
             continue
-        for entry in os.scandir(folder.path):
+        if not folder.is_dir():  # silently skipping it would report 2000 images without masks
+            raise CelebsegError(f"{folder.path} is not a folder: it should hold the masks of "
+                                f"images {int(folder.name) * layout.IMAGES_PER_MASK_FOLDER}.."
+                                f"{(int(folder.name) + 1) * layout.IMAGES_PER_MASK_FOLDER - 1}; "
+                                f"re-extract the dataset")
+        for entry in _listdir(folder.path):
             m = _MASK_NAME.match(entry.name)
             if m and m.group(2) in _ATTRIBUTE_ID and int(m.group(1)) // layout.IMAGES_PER_MASK_FOLDER == int(folder.name):
                 masks[int(m.group(1))].append((_ATTRIBUTE_ID[m.group(2)], entry.path))
+    if loose and not masks:  # a re-packed copy with the k // 2000 subfolders flattened
+        raise CelebsegError(
+            f"{root / layout.MASK_DIR} holds {loose} mask files directly, but they belong in "
+            f"subfolders by image id // {layout.IMAGES_PER_MASK_FOLDER} (00000_skin.png in 0/, "
+            f"02000_skin.png in 1/, ...): move them there, or re-extract the official archive")
     for found in masks.values():
         found.sort()
     return photos, masks
 
 
-def _label_size(ids, masks) -> int:
+def _label_size(ids, masks, mask_dir: Path) -> int:
     """The dataset's mask side: the most common one among the first images' first masks."""
     sizes = collections.Counter()
     for k in ids:
@@ -167,10 +223,46 @@ def _label_size(ids, masks) -> int:
             if sum(sizes.values()) >= 16:
                 break
     if not sizes:
-        raise CelebsegError("no readable mask PNGs for the images of the mapping file: check the "
-                            "CelebAMask-HQ-mask-anno folder is complete, or re-extract the dataset")
+        raise CelebsegError(f"no readable mask PNG for the images of the mapping file in {mask_dir}: "
+                            f"check that folder is complete, or re-extract the dataset")
     (width, height), _ = sizes.most_common(1)[0]
     return width
+
+
+def _source(rows, size: int) -> dict:
+    """What the labels are made from, independent of where the raw folder lives."""
+    text = "\n".join(f"{idx} {orig} {name}" for idx, orig, name in sorted(rows))
+    return {"mapping_sha256": hashlib.sha256(text.encode()).hexdigest(), "label_size": size}
+
+
+def _open_out(out: Path, source: dict) -> Path:
+    """Create ``OUT/labels``; refuse an ``OUT`` whose labels were made from other data.
+
+    A re-run keeps every label it finds, so labels of another dataset (a synthetic folder
+    prepared into the same ``--out`` first, say) would silently stay. ``OUT/source.json``
+    records the mapping rows and mask size they come from; moving the raw folder keeps it.
+    """
+    labels_dir = out / "labels"
+    for path in (out, labels_dir):
+        if path.exists() and not path.is_dir():
+            raise CelebsegError(f"--out {out}: {path} is a file, not a folder; choose another --out")
+    source_file = layout.source_path(out)
+    try:
+        old = json.loads(source_file.read_text())
+    except FileNotFoundError:
+        old = None
+    except (OSError, ValueError):
+        old = {}
+    if old is not None and old != source:
+        what = ("masks of another size" if old.get("mapping_sha256") == source["mapping_sha256"]
+                else "another mapping file")
+        raise CelebsegError(
+            f"--out {out} holds labels made from other data ({what}, says {source_file}); "
+            f"choose another --out, or delete {labels_dir} and {source_file} to remake them")
+    labels_dir.mkdir(parents=True, exist_ok=True)
+    if old is None:
+        atomic_write_json(source_file, source)
+    return labels_dir
 
 
 def _start_method() -> str:
@@ -209,6 +301,16 @@ def _clean_temporaries(labels_dir: Path) -> None:
         path.unlink(missing_ok=True)
 
 
+def _clean_own_temporaries(out: Path) -> None:
+    """Remove what a killed run left of its small files (``fileio``'s ``.<stem>.*.tmp<suffix>``)."""
+    names = [(out, n) for n in ("prepare.json", "source.json", "problems.txt")]
+    names += [(layout.split_path(out, s).parent, f"{s}.txt") for s in layout.SPLITS]
+    for folder, name in names:
+        stem, suffix = name.rsplit(".", 1)
+        for path in folder.glob(f".{stem}.*.tmp.{suffix}"):
+            path.unlink(missing_ok=True)
+
+
 def _resolve_workers(workers) -> int:
     if workers is None:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -237,16 +339,19 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
     _check_raw(root)
     workers = _resolve_workers(workers)
     rows = read_mapping(layout.mapping_path(root))
+    if not rows:
+        raise CelebsegError(f"{layout.mapping_path(root)} lists no images (only its header): "
+                            f"re-extract it from the dataset archive")
     split_by_id = {idx: split_of(orig) for idx, orig, _ in rows}
     photos, masks = _scan(root)
     problems: list[tuple[int, str, str]] = []
     for k in sorted(set(masks) - photos - set(split_by_id)):
         problems.append((k, str(layout.mask_path(root, k, "*")), "masks without a photo (and not in the mapping)"))
-    size = _label_size(sorted(split_by_id), masks)
+    size = _label_size(sorted(split_by_id), masks, root / layout.MASK_DIR)
 
-    labels_dir = out / "labels"
-    labels_dir.mkdir(parents=True, exist_ok=True)
+    labels_dir = _open_out(out, _source(rows, size))
     _clean_temporaries(labels_dir)
+    _clean_own_temporaries(out)
     done = {int(m.group(1)) for e in os.scandir(labels_dir) if (m := re.match(r"^(\d+)\.png$", e.name))}
     todo = sorted(k for k in split_by_id if k not in done)
     for k in todo:
@@ -286,6 +391,9 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
         atomic_write_text(problems_file, "".join(f"{k}\t{f}\t{r}\n" for k, f, r in problems))
     else:
         problems_file.unlink(missing_ok=True)
+    if not any(split_ids.values()):  # an empty prepared folder only fails later, obscurely
+        raise CelebsegError(f"none of the {len(split_by_id)} images of the mapping file could be "
+                            f"prepared; the reasons are listed in {problems_file}")
     info = {"data_root": str(root), "label_size": size,
             "num_images": sum(len(v) for v in split_ids.values()),
             "splits": {name: len(ids) for name, ids in split_ids.items()}, "problems": len(problems)}

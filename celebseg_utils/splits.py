@@ -46,7 +46,8 @@ def split_of(orig_idx: int) -> str:
 def read_mapping(path) -> list[tuple[int, int, str]]:
     """Rows ``(idx, orig_idx, orig_file)`` of a mapping file, in file order.
 
-    The first line is the header ``idx orig_idx orig_file``; blank lines are skipped. A
+    The first line is the header ``idx orig_idx orig_file``; blank lines, CRLF line endings
+    and a UTF-8 byte-order mark are accepted. A
     malformed line or a repeated ``idx`` raises ``CelebsegError`` with the file and line.
 
     >>> import tempfile, pathlib
@@ -58,7 +59,8 @@ def read_mapping(path) -> list[tuple[int, int, str]]:
     path = Path(path)
     fix = "re-extract it from the dataset archive (or `celebseg synth` writes one)"
     try:
-        text = path.read_text(encoding="utf-8", errors="strict")
+        # utf-8-sig: a byte-order mark (Windows Notepad adds one) would hide the header
+        text = path.read_text(encoding="utf-8-sig", errors="strict")
     except FileNotFoundError:
         raise CelebsegError(f"mapping file {path} not found: {fix}") from None
     except (OSError, UnicodeDecodeError) as exc:

@@ -93,17 +93,24 @@ def split_ids(prepared, split: str) -> list[int]:
     return [int(x) for x in read_bytes(_join(prepared, "splits", f"{split}.txt")).split()]
 
 
+#: prepare keeps every label it finds (they are written atomically, so only outside damage
+#: breaks one), so the damaged file has to go before a re-run remakes it.
+_REMAKE = "delete it and re-run `celebseg prepare` with the same --out, which remakes missing labels"
+
+
 def _read_label(path) -> np.ndarray:
     from PIL import Image
 
     try:
         with Image.open(io.BytesIO(read_bytes(path))) as im:
             label = np.asarray(im)
+    except FileNotFoundError:
+        raise CelebsegError(f"missing label {path}: re-run `celebseg prepare` with the same "
+                            f"--out, which remakes missing labels") from None
     except (OSError, ValueError) as exc:
-        raise CelebsegError(f"cannot read label {path} ({exc}): re-run `celebseg prepare`") from None
+        raise CelebsegError(f"cannot read label {path} ({exc}): {_REMAKE}") from None
     if label.ndim != 2 or (label.size and label.max() >= L.NUM_CLASSES):
-        raise CelebsegError(f"{path} is not a label map with ids 0..{L.NUM_CLASSES - 1}: "
-                            f"re-run `celebseg prepare` on this folder")
+        raise CelebsegError(f"{path} is not a label map with ids 0..{L.NUM_CLASSES - 1}: {_REMAKE}")
     return label
 
 

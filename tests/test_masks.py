@@ -225,6 +225,8 @@ def test_corrupt_and_truncated_masks_name_the_file(tmp_path, fast, monkeypatch):
         assert isinstance(info.value, masks.BadFileError) and info.value.path == str(tmp_path / name)
     with pytest.raises(CelebsegError, match="cannot read mask"):
         masks.read_mask(tmp_path / "missing.png")
+    with pytest.raises(CelebsegError, match=r"empty\.png: empty mask file \(0 bytes\); re-extract"):
+        masks.read_mask(tmp_path / "empty.png")  # said as such, not as "not a PNG file"
 
 
 def test_wrong_size_and_no_masks(tmp_path):

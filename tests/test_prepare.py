@@ -156,6 +156,12 @@ def _break(raw: Path, case: str) -> Path:
     elif case == "truncated photo":
         path = layout.image_path(raw, 2)
         path.write_bytes(path.read_bytes()[:-200])
+    elif case == "empty photo":
+        path = layout.image_path(raw, 2)
+        path.write_bytes(b"")
+    elif case == "empty mask":
+        path = layout.mask_path(raw, 2, "nose")
+        path.write_bytes(b"")
     elif case == "garbage photo":
         path = layout.image_path(raw, 2)
         path.write_bytes(b"\xff\xd8 not really a jpeg")
@@ -168,7 +174,7 @@ def _break(raw: Path, case: str) -> Path:
 
 
 CASES = ["corrupt mask", "wrong-size mask", "no masks", "missing photo", "truncated photo",
-         "garbage photo", "masks without photo"]
+         "garbage photo", "masks without photo", "empty photo", "empty mask"]
 
 
 @pytest.mark.parametrize("case", CASES)
@@ -197,6 +203,61 @@ def test_skip_bad_lists_the_image_and_leaves_it_out(tmp_path, raw, case):
     assert not layout.label_path(out, k).exists()
 
 
+def test_empty_files_are_called_empty(tmp_path, raw, synth_raw):
+    for case in ("empty photo", "empty mask"):
+        path = _break(raw, case)
+        with pytest.raises(CelebsegError, match=r"empty (photo|mask) file \(0 bytes\)") as info:
+            prepare.prepare_dataset(raw, tmp_path / "out", workers=1, progress=False)
+        assert str(path) in str(info.value)
+        shutil.copy(synth_raw / path.relative_to(raw), path)
+
+
+def test_skip_bad_with_no_good_image_left_is_an_error(tmp_path, raw):
+    for k in range(6):
+        layout.image_path(raw, k).unlink()
+    out = tmp_path / "out"
+    with pytest.raises(CelebsegError, match="none of the 6 images") as info:
+        prepare.prepare_dataset(raw, out, workers=1, skip_bad=True, progress=False)
+    assert str(out / "problems.txt") in str(info.value)
+    assert len((out / "problems.txt").read_text().splitlines()) == 6
+    assert not layout.info_path(out).exists()
+
+
+def test_raw_folder_problems_are_named(tmp_path, raw, synth_raw):
+    mapping = layout.mapping_path(raw)
+    mapping.write_text(mapping.read_text().splitlines()[0] + "\n")
+    with pytest.raises(CelebsegError, match="lists no images"):
+        prepare.prepare_dataset(raw, tmp_path / "out", progress=False)
+    shutil.copy(layout.mapping_path(synth_raw), mapping)
+    folder = raw / layout.MASK_DIR / "0"
+    shutil.rmtree(folder)
+    folder.write_text("")  # a file where the masks of images 0..1999 belong
+    with pytest.raises(CelebsegError, match=r"0 is not a folder: it should hold the masks of images 0\.\.1999"):
+        prepare.prepare_dataset(raw, tmp_path / "out", progress=False)
+    with pytest.raises(CelebsegError, match=f"did you mean --data-root {raw}"):
+        prepare.prepare_dataset(tmp_path, tmp_path / "out", progress=False)  # one level too high
+
+
+def test_out_made_from_other_data_is_refused_and_kept(tmp_path, raw):
+    from celebseg_utils.synthetic import write_synthetic_dataset
+
+    out = tmp_path / "out"
+    prepare.prepare_dataset(raw, out, workers=1, progress=False)
+    source = json.loads(layout.source_path(out).read_text())
+    assert source["label_size"] == 32 and len(source["mapping_sha256"]) == 64
+    before = {p.name: p.read_bytes() for p in (out / "labels").iterdir()}
+    other = write_synthetic_dataset(tmp_path / "other", 6, image_size=32, seed=9, progress=False)
+    with pytest.raises(CelebsegError, match="another mapping file") as info:
+        prepare.prepare_dataset(other, out, workers=1, progress=False)
+    assert f"delete {out / 'labels'} and {layout.source_path(out)}" in str(info.value)
+    assert {p.name: p.read_bytes() for p in (out / "labels").iterdir()} == before
+    moved = raw.rename(tmp_path / "moved")  # the same data elsewhere is no other data
+    assert prepare.prepare_dataset(moved, out, workers=1, progress=False)["existing"] == 6
+    (tmp_path / "file").write_text("x")
+    with pytest.raises(CelebsegError, match="is a file, not a folder"):
+        prepare.prepare_dataset(moved, tmp_path / "file", workers=1, progress=False)
+
+
 def test_skip_bad_via_cli_prints_how_many(tmp_path, raw, capsys):
     _break(raw, "corrupt mask")
     _break(raw, "masks without photo")
@@ -214,7 +275,12 @@ def test_rerun_skips_complete_labels_and_cleans_temporaries(tmp_path, raw):
     layout.label_path(out, 4).unlink()
     leftover = out / "labels" / ".3.x1y2z3.tmp.png"  # what a killed writer leaves behind
     leftover.write_bytes(b"half a png")
+    small = [out / ".source.k2j4.tmp.json", out / ".prepare.a8d7.tmp.json",
+             out / "splits" / ".train.q1w2.tmp.txt"]  # a run killed while writing these
+    for path in small:
+        path.write_text("{")
     again = prepare.prepare_dataset(raw, out, workers=1, progress=False)
+    assert not any(path.exists() for path in small)
     assert again["written"] == 1 and again["existing"] == 5
     for k in (0, 1, 2, 3, 5):
         assert layout.label_path(out, k).stat().st_mtime_ns == mtimes[k]

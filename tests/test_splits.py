@@ -64,6 +64,12 @@ def test_bad_lines_name_file_and_line(tmp_path, body, line, what):
     assert f"{path}:{line}:" in str(info.value) and what in str(info.value)
 
 
+def test_crlf_endings_and_a_byte_order_mark_are_accepted(tmp_path):
+    path = tmp_path / "m.txt"
+    path.write_bytes(b"\xef\xbb\xbf" + (HEADER + "0 5 a.jpg\n\n1 6 b.jpg\n").replace("\n", "\r\n").encode())
+    assert splits.read_mapping(path) == [(0, 5, "a.jpg"), (1, 6, "b.jpg")]
+
+
 def test_bad_header_and_missing_file(tmp_path):
     path = tmp_path / "m.txt"
     path.write_text("0 5 a.jpg\n")

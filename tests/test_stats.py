@@ -123,7 +123,12 @@ def test_tensorflow_twins_equal_numpy():
 
 def test_a_label_with_an_unknown_id_names_the_file(prepared):
     Image.fromarray(np.full((4, 4), 25, np.uint8)).save(prepared / "labels" / "1.png")
-    with pytest.raises(CelebsegError, match="1.png"):
+    with pytest.raises(CelebsegError, match="1.png") as info:
+        stats.compute_stats(prepared, progress=False)
+    # prepare keeps the labels it finds: re-running it alone would not replace this one
+    assert "delete it and re-run `celebseg prepare`" in str(info.value)
+    (prepared / "labels" / "1.png").unlink()
+    with pytest.raises(CelebsegError, match=r"missing label .*1\.png: re-run `celebseg prepare`"):
         stats.compute_stats(prepared, progress=False)
 
 
