@@ -15,6 +15,7 @@ Example::
 from __future__ import annotations
 
 import argparse
+import copy
 import importlib
 import os
 import sys
@@ -43,6 +44,27 @@ class _Parser(argparse.ArgumentParser):
 
     def error(self, message: str):  # noqa: D401 - argparse API
         self.exit(2, f"error: {message} (see `{self.prog} --help`)\n")
+
+    def parse_known_args(self, args=None, namespace=None):
+        """Report unknown arguments before missing required ones.
+
+        argparse checks required options first, so ``prepare --bogus`` would complain about
+        ``--data-root`` and never name the typo. A first pass with nothing required finds
+        the unknown arguments; only then does the real parse run.
+        """
+        args = list(sys.argv[1:] if args is None else args)
+        required = [(item, item.required) for item in (*self._actions,
+                                                        *self._mutually_exclusive_groups)]
+        try:
+            for item, _ in required:
+                item.required = False
+            _, extras = super().parse_known_args(args, copy.copy(namespace))
+        finally:
+            for item, flag in required:
+                item.required = flag
+        if extras:
+            self.error(f"unrecognized arguments: {' '.join(extras)}")
+        return super().parse_known_args(args, namespace)
 
 
 def _load(command: str):

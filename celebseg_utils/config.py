@@ -211,6 +211,11 @@ def validate_config(config: TrainConfig, source: str = "config") -> None:
         if (value is None and not allow_none) or (value is not None and value <= 0):
             raise CelebsegError(f"{key}={value!r} in {source} must be a positive number")
 
+    from celebseg_utils.backbones import BACKBONES, LIBRARIES
+
+    # checked here, not only when the model is built, so a typo stops before a run dir exists
+    choice("model.backbone", config.model.backbone, tuple(BACKBONES))
+    choice("model.library", config.model.library, LIBRARIES)
     choice("loss.name", config.loss.name, LOSSES)
     choice("loss.class_weights", config.loss.class_weights, ("auto", None) + CLASS_WEIGHT_SCHEMES)
     choice("data.sample_weights", config.data.sample_weights, (None,) + SAMPLE_WEIGHT_SCHEMES)

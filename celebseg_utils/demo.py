@@ -13,9 +13,11 @@ summary table; ``OUT/results.json`` has the schema of ``celebseg evaluate``.
 from __future__ import annotations
 
 import json
+import shutil
 from pathlib import Path
 
 from celebseg_utils import layout
+from celebseg_utils.errors import CelebsegError
 
 
 def smoke_workspace(root, count: int = 48, image_size: int = 64, seed: int = 0,
@@ -34,6 +36,11 @@ def smoke_workspace(root, count: int = 48, image_size: int = 64, seed: int = 0,
     stamp = root / "smoke.json"
     if stamp.exists() and json.loads(stamp.read_text()) == wanted and layout.info_path(prepared).exists():
         return {"data_root": data_root, "prepared": prepared}
+    if stamp.exists():
+        # Labels of the old settings would be refused by prepare (other data); without the
+        # stamp, a run killed during the rebuild resumes it (same seed, same bytes).
+        stamp.unlink()
+        shutil.rmtree(prepared, ignore_errors=True)
     write_synthetic_dataset(data_root, count, image_size=image_size, seed=seed, progress=progress)
     prepare_dataset(data_root, prepared, progress=progress)
     from celebseg_utils.fileio import atomic_write_json
@@ -75,6 +82,10 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
     def step(name):
         timings[name] = round(time.time() - began - sum(timings.values()), 1)
 
+    # Options are checked before the minutes of synthesis, not after them.
+    if epochs is not None and epochs < 1:
+        raise CelebsegError(f"--epochs must be at least 1 (got {epochs})")
+    resolve_config(preset="cpu-demo", overrides=overrides)
     print(f"[1/5] synthesising {count} faces at {image_size} px")
     ws = smoke_workspace(out / "data", count=count, image_size=image_size, seed=seed,
                          progress=progress)
@@ -148,6 +159,13 @@ def _prediction_grid(model, prepared, image_size: int, path, rows: int = 4) -> N
 
 
 def add_demo_arguments(parser) -> None:
+    """Options of ``celebseg demo`` (none required).
+
+    >>> import argparse
+    >>> p = argparse.ArgumentParser(); add_demo_arguments(p)
+    >>> p.parse_args(["--epochs", "2", "--set", "loss.name=dice"]).set
+    ['loss.name=dice']
+    """
     parser.add_argument("--out", default="runs/demo", help="output folder (default runs/demo)")
     parser.add_argument("--count", type=int, default=DEMO_COUNT, help="synthetic faces")
     parser.add_argument("--image-size", type=int, default=DEMO_IMAGE_SIZE, help="pixels")
@@ -158,6 +176,7 @@ def add_demo_arguments(parser) -> None:
 
 
 def run_demo(args) -> int:
+    """``celebseg demo``: :func:`run_demo_pipeline` with the parsed options; returns 0."""
     run_demo_pipeline(args.out, count=args.count, image_size=args.image_size, epochs=args.epochs,
                       seed=args.seed, overrides=args.set)
     return 0

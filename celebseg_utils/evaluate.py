@@ -37,15 +37,18 @@ from celebseg_utils.fileio import atomic_write_json, atomic_write_text
 def load_model_checked(model):
     """A keras.Model from a model or a ``.keras`` path, checked to output 19-class maps.
 
+    A path may also be a run directory (its ``final.keras``). A missing path, a folder
+    without a model, a file that is not a ``.keras`` archive (a truncated copy) and a model
+    trained for another number of classes are user errors (:class:`CelebsegError`).
+
     >>> load_model_checked("runs/demo/run/final.keras").output_shape  # doctest: +SKIP
     (None, 128, 128, 19)
     """
+    where = None
     if isinstance(model, (str, Path)):
+        path = where = _model_file(Path(model))
         from celebseg_utils.train import load_trained_model
 
-        path = Path(model)
-        if path.is_dir() and (path / "final.keras").exists():
-            path = path / "final.keras"  # a run directory
         try:
             model = load_trained_model(path)
         except CelebsegError:
@@ -55,11 +58,29 @@ def load_model_checked(model):
                                 f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
     shape = tuple(model.output_shape)
     if len(shape) != 4 or shape[-1] != L.NUM_CLASSES:
-        raise CelebsegError(f"model {model.name} outputs shape {shape} ({shape[-1]} channels); "
-                            f"celebseg needs "
-                            f"(batch, height, width, {L.NUM_CLASSES}) logits for the "
-                            f"{L.NUM_CLASSES} CelebAMask-HQ classes")
+        raise CelebsegError(f"model {where or model.name} predicts {shape[-1]} classes (output "
+                            f"shape {shape}); celebseg needs one logit map per CelebAMask-HQ "
+                            f"class, {L.NUM_CLASSES}: use a model made by `celebseg train`")
     return model
+
+
+def _model_file(path: Path) -> Path:
+    """The ``.keras`` file ``path`` names (a run directory names its ``final.keras``)."""
+    import zipfile
+
+    if path.is_dir():
+        if (path / "final.keras").is_file():
+            return path / "final.keras"
+        raise CelebsegError(f"{path} is a folder without a final.keras: pass a .keras file "
+                            f"(e.g. {path / 'best.keras'}) or a finished run directory")
+    if not path.exists():
+        raise CelebsegError(f"model {path} not found: train one with `celebseg train` or pass "
+                            f"the path of a .keras file")
+    # keras reports a truncated archive as "File not found", which sends users looking for it
+    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
+        raise CelebsegError(f"model {path} is not a .keras archive (truncated or corrupt copy?): "
+                            f"copy it again or re-export it from the run directory")
+    return path
 
 
 def model_image_size(model, default: int | None = None) -> int:
@@ -82,8 +103,8 @@ def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_siz
                    progress: bool = True) -> dict:
     """Scores of ``model`` (a keras.Model or a ``.keras`` path) on one split; see module doc.
 
-    ``out`` is the ``results.json`` path (default ``<model dir>/eval_<split>/results.json``
-    for a path, no files for an in-memory model).
+    ``out`` is the ``results.json`` path or the folder to write it in (default
+    ``<model dir>/eval_<split>/results.json`` for a path, no files for an in-memory model).
 
     >>> evaluate_model(model, "prep", split="val", out="eval/results.json")["miou"]  # doctest: +SKIP
     0.61
@@ -93,10 +114,11 @@ def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_siz
     from celebseg_utils.data import make_dataset
     from celebseg_utils.metrics import confusion_matrix_np, scores_from_confusion
 
-    model_path = str(model) if isinstance(model, (str, Path)) else None
-    if out is None and model_path is not None:
-        out = Path(model_path).parent / f"eval_{split}" / "results.json"
-    model = load_model_checked(model)
+    if batch_size < 1:
+        raise CelebsegError(f"--batch-size must be at least 1 (got {batch_size})")
+    model_path = _model_file(Path(model)) if isinstance(model, (str, Path)) else None
+    out = results_path(model_path, split, out)
+    model = load_model_checked(model_path or model)
     info = layout.read_prepare_info(Path(prepared_dir))
     ids = layout.read_split(Path(prepared_dir), split)
     if not ids:
@@ -112,11 +134,31 @@ def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_siz
     bar.close()
     results = {**scores_from_confusion(cm, class_names=L.CLASS_NAMES), "split": split,
                "num_images": len(ids), "image_size": size,
-               "model": model_path or model.name, "confusion_matrix": cm.tolist()}
+               "model": str(model_path) if model_path else model.name,
+               "confusion_matrix": cm.tolist()}
     results = _json_safe(results)
     if out is not None:
         write_report(results, out)
     return results
+
+
+def results_path(model_file, split: str, out=None):
+    """Where ``evaluate`` writes results.json: ``out`` itself when it names a ``.json`` file,
+    else ``out/results.json`` (a folder), else ``eval_<split>/`` beside the model file, else
+    nowhere (None).
+
+    >>> results_path(Path("runs/a/final.keras"), "val").as_posix()
+    'runs/a/eval_val/results.json'
+    >>> results_path(None, "test", "my eval").as_posix()
+    'my eval/results.json'
+    """
+    if out is not None:
+        out = Path(out)
+        is_file = out.suffix.lower() == ".json" and not out.is_dir()
+        return out if is_file else out / "results.json"
+    if model_file is not None:
+        return Path(model_file).parent / f"eval_{split}" / "results.json"
+    return None
 
 
 def _json_safe(value):
@@ -190,6 +232,29 @@ def find_results(run_dir) -> Path:
                         f"{run_dir / 'final.keras'} --prepared DIR` first")
 
 
+#: What ``compare`` reads from each results.json.
+RESULT_KEYS = ("miou", "mean_f1", "pixel_accuracy", "per_class")
+
+
+def read_results(path) -> dict:
+    """A results.json written by ``evaluate``, checked to hold :data:`RESULT_KEYS`.
+
+    >>> read_results("runs/sparse_ce/eval_test/results.json")["miou"]  # doctest: +SKIP
+    0.61
+    """
+    path = Path(path)
+    redo = "re-run `celebseg evaluate` to write it again"
+    try:
+        data = json.loads(path.read_text(encoding="utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as exc:
+        raise CelebsegError(f"{path} is not valid JSON ({exc}): {redo}") from None
+    missing = [k for k in RESULT_KEYS if not isinstance(data, dict) or k not in data]
+    if missing or not isinstance(data["per_class"], dict):
+        raise CelebsegError(f"{path} is not a celebseg results file (missing "
+                            f"{', '.join(missing) or 'per_class scores'}): {redo}")
+    return data
+
+
 def run_name(run_dir) -> str:
     """The loss of a run's config.yaml when it has one (the study's column name), else its folder.
 
@@ -201,7 +266,11 @@ def run_name(run_dir) -> str:
     if config.exists():
         import yaml
 
-        loss = (yaml.safe_load(config.read_text()) or {}).get("loss", {})
+        try:
+            data = yaml.safe_load(config.read_text(encoding="utf-8"))
+        except (UnicodeDecodeError, yaml.YAMLError):
+            data = None  # a damaged config only costs the column its nicer name
+        loss = data.get("loss") if isinstance(data, dict) else None
         if isinstance(loss, dict) and loss.get("name"):
             return str(loss["name"])
     return run_dir.name
@@ -224,7 +293,7 @@ def compare_runs(run_dirs, out=None, names=None) -> dict:
         raise CelebsegError(f"--names has {len(names)} names for {len(run_dirs)} runs")
     names = list(names) if names else [run_name(r) for r in run_dirs]
     names = [n if names.count(n) == 1 else f"{n} ({r.name})" for n, r in zip(names, run_dirs)]
-    runs = {n: json.loads(find_results(r).read_text()) for n, r in zip(names, run_dirs)}
+    runs = {n: read_results(find_results(r)) for n, r in zip(names, run_dirs)}
     table = comparison_table(runs)
     if out is not None:
         out = Path(out)
@@ -274,7 +343,8 @@ def add_evaluate_arguments(parser) -> None:
     parser.add_argument("--prepared", required=True, help="prepared folder (celebseg prepare)")
     parser.add_argument("--split", default="test", choices=layout.SPLITS)
     parser.add_argument("--out", default=None,
-                        help="results.json path (default: beside the model, eval_<split>/)")
+                        help="results.json path, or a folder to write it in (default: beside "
+                             "the model, eval_<split>/)")
     parser.add_argument("--batch-size", type=int, default=8)
 
 
@@ -285,16 +355,10 @@ def run_evaluate(args) -> int:
     ...                                 out=None, batch_size=8))  # doctest: +SKIP
     0
     """
-    model = Path(args.model)
-    if not model.exists():
-        raise CelebsegError(f"model {model} not found: train one with `celebseg train` or "
-                            f"pass the path of a .keras file")
-    out = Path(args.out) if args.out else None
-    results = evaluate_model(model, args.prepared, split=args.split, out=out,
+    results = evaluate_model(args.model, args.prepared, split=args.split, out=args.out,
                              batch_size=args.batch_size)
     print(results_table(results))
-    where = out or (model.parent if model.is_file() else model) / f"eval_{args.split}" / "results.json"
-    print(f"results: {where}")
+    print(f"results: {results_path(results['model'], args.split, args.out)}")
     return 0
 
 

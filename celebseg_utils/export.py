@@ -92,10 +92,26 @@ def _onnx_bytes(model) -> bytes:
     return proto.SerializeToString()
 
 
+def _check_out(out: Path, format: str) -> None:
+    """Refuse an ``out`` the export would have to destroy or cannot become."""
+    if format != "savedmodel":
+        if out.is_dir():
+            raise CelebsegError(f"--out {out} is a folder; the {format} export is one file: pass "
+                                f"a file name such as {out / ('model.' + format)}")
+        return
+    if out.is_file():
+        raise CelebsegError(f"{out} is a file; a SavedModel is a folder: choose another --out")
+    # an earlier export is replaced; any other folder with files in it may be the user's
+    if out.is_dir() and any(out.iterdir()) and not (out / "saved_model.pb").is_file():
+        raise CelebsegError(f"--out {out} is a folder that is not a SavedModel and not empty; "
+                            f"exporting would replace its contents: choose a new folder")
+
+
 def export_model(model, format: str = "savedmodel", out=None) -> Path:
     """Export ``model`` (keras.Model or ``.keras`` path) to ``out``; returns ``out``.
 
-    ``format``: "savedmodel" (a folder), "tflite" or "onnx" (a file).
+    ``format``: "savedmodel" (a folder; an earlier SavedModel there is replaced, any other
+    non-empty folder is refused), "tflite" or "onnx" (a file).
 
     >>> export_model("runs/demo/best.keras", "tflite", "model.tflite")  # doctest: +SKIP
     PosixPath('model.tflite')
@@ -107,10 +123,9 @@ def export_model(model, format: str = "savedmodel", out=None) -> Path:
     if out is None:
         raise CelebsegError("export needs an output path (--out)")
     out = Path(out)
+    _check_out(out, format)  # before the model loads and the (slow) conversion runs
     model = load_model(model)
     if format == "savedmodel":
-        if out.is_file():
-            raise CelebsegError(f"{out} is a file; a SavedModel is a folder: choose another --out")
         with _atomic_dir(out) as tmp:
             _write_savedmodel(model, tmp)
     elif format == "tflite":

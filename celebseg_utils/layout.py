@@ -78,7 +78,14 @@ def read_prepare_info(prepared: Path) -> dict:
         raise CelebsegError(
             f"{prepared} is not a prepared folder (no {path.name}): "
             f"run `celebseg prepare --data-root RAW --out {prepared}` first")
-    return json.loads(path.read_text())
+    try:
+        info = json.loads(path.read_text(encoding="utf-8"))
+    except (ValueError, UnicodeDecodeError):
+        info = None
+    if not isinstance(info, dict) or "data_root" not in info:
+        raise CelebsegError(f"damaged {path}: re-run `celebseg prepare --data-root RAW --out {prepared}` "
+                            f"(labels already written are kept)")
+    return info
 
 
 def read_split(prepared: Path, split: str) -> list[int]:
@@ -88,7 +95,11 @@ def read_split(prepared: Path, split: str) -> list[int]:
     path = split_path(prepared, split)
     if not path.exists():
         raise CelebsegError(f"missing {path}: run `celebseg prepare` on this folder first")
-    return [int(line) for line in path.read_text().split()]
+    try:
+        return [int(line) for line in path.read_text(encoding="utf-8").split()]
+    except (ValueError, UnicodeDecodeError):
+        raise CelebsegError(f"damaged {path} (not one image id per line): re-run "
+                            f"`celebseg prepare` on this folder") from None
 
 
 def photo_path(prepared: Path, k: int, info: dict | None = None) -> Path:

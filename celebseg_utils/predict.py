@@ -7,7 +7,8 @@ averages these logits with those of the mirrored photo, mirrored back with left/
 channels swapped (``labels.FLIP_PERMUTATION``).
 
 For each photo ``OUT/<stem>.png`` (uint8 label map, mode L, the photo's size) and
-``OUT/<stem>_overlay.png`` (the photo with the colourised labels) are written.
+``OUT/<stem>_overlay.png`` (the photo with the colourised labels) are written. Unreadable
+photos stop the run before anything is written, unless ``skip_bad`` leaves them out.
 
 >>> from celebseg_utils.predict import predict_images
 >>> predict_images("runs/demo/best.keras", ["face.jpg"], "out/")  # doctest: +SKIP
@@ -16,6 +17,7 @@ For each photo ``OUT/<stem>.png`` (uint8 label map, mode L, the photo's size) an
 
 from __future__ import annotations
 
+import sys
 from pathlib import Path
 from typing import Sequence
 
@@ -29,6 +31,8 @@ from celebseg_utils.labels import FLIP_PERMUTATION
 
 DEFAULT_INPUT_SIZE = 512
 TTA_CHOICES = (None, "flip")
+#: What a folder given to ``predict`` is searched for.
+IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 
 
 def load_model(model):
@@ -140,44 +144,97 @@ def predict_logits(model, images: Sequence[np.ndarray], tta=None, batch_size: in
     return out
 
 
+def image_files(paths) -> list[Path]:
+    """The photos named by ``paths``: files as given; a folder stands for its images
+    (:data:`IMAGE_SUFFIXES`, sorted, not recursive, hidden files left out).
+
+    >>> image_files(["a.jpg", "b.png"])
+    [PosixPath('a.jpg'), PosixPath('b.png')]
+    """
+    files: list[Path] = []
+    for path in map(Path, paths):
+        if not path.is_dir():
+            files.append(path)
+            continue
+        found = sorted(p for p in path.iterdir() if p.is_file() and not p.name.startswith(".")
+                       and p.suffix.lower() in IMAGE_SUFFIXES)
+        if not found:
+            raise CelebsegError(f"folder {path} has no images ({', '.join(IMAGE_SUFFIXES)}): "
+                                f"pass photo files or a folder of photos")
+        files.extend(found)
+    return files
+
+
+def _check_outputs(paths: list[Path], out_dir: Path) -> None:
+    """Refuse outputs that would clash: a file as --out, two photos with one name, or an
+    output path that is one of the photos (``predict face.png --out .``)."""
+    if out_dir.exists() and not out_dir.is_dir():
+        raise CelebsegError(f"--out {out_dir} is a file; predict writes a folder of PNGs: "
+                            f"choose another --out")
+    stems = [p.stem for p in paths]
+    dup = sorted({s for s in stems if stems.count(s) > 1})
+    if dup:
+        raise CelebsegError(f"several images share the name {dup[0]!r} and would overwrite each "
+                            f"other's outputs in {out_dir}: predict them into separate folders")
+    inputs = {p.resolve() for p in paths}
+    for p in paths:
+        for name in (f"{p.stem}.png", f"{p.stem}_overlay.png"):
+            if (out_dir / name).resolve() in inputs:
+                raise CelebsegError(f"the output {out_dir / name} (of {p.name}) would "
+                                    f"overwrite an input photo: choose another --out")
+
+
 def predict_images(model, image_paths, out_dir, tta=None, batch_size: int = 4,
-                   progress: bool = True, pad_mode: str = "edge") -> list[Path]:
+                   progress: bool = True, pad_mode: str = "edge",
+                   skip_bad: bool = False) -> list[Path]:
     """Write ``<stem>.png`` (labels) and ``<stem>_overlay.png`` per image; returns the paths.
 
-    ``model``: a keras.Model or a ``.keras`` path. ``tta``: None or "flip".
+    ``model``: a keras.Model or a ``.keras`` path. ``tta``: None or "flip". A folder in
+    ``image_paths`` stands for its photos (:func:`image_files`). Every photo is checked
+    before anything is written: an unreadable one stops the run with nothing written, or
+    with ``skip_bad`` is left out with a ``warning:`` line on stderr (all unreadable: error).
 
     >>> predict_images("best.keras", ["a.jpg", "b.png"], "pred", tta="flip")  # doctest: +SKIP
     [PosixPath('pred/a.png'), PosixPath('pred/a_overlay.png'), PosixPath('pred/b.png'), ...]
     """
     from tqdm.auto import tqdm
 
-    paths = [Path(p) for p in image_paths]
+    if batch_size < 1:
+        raise CelebsegError(f"--batch-size must be at least 1 (got {batch_size})")
+    paths = image_files(image_paths)
     if not paths:
         raise CelebsegError("no images given: pass one or more photo paths")
-    stems = [p.stem for p in paths]
-    dup = sorted({s for s in stems if stems.count(s) > 1})
-    if dup:
-        raise CelebsegError(f"several images share the name {dup[0]!r} and would overwrite each "
-                            f"other's outputs in {out_dir}: predict them into separate folders")
-    for p in paths:  # fail before any work or any output
-        read_image(p)
-    model = load_model(model)
     out_dir = Path(out_dir)
+    _check_outputs(paths, out_dir)
+    bad = []
+    for p in paths:  # fail (or drop the bad ones) before any work or any output
+        try:
+            read_image(p)
+        except CelebsegError as exc:
+            if not skip_bad:
+                more = (f"; nothing was written (--skip-bad predicts the other "
+                        f"{len(paths) - 1})" if len(paths) > 1 else "")
+                raise CelebsegError(f"{exc}{more}") from None
+            bad.append(p)
+            print(f"warning: skipped {exc}", file=sys.stderr)
+    paths = [p for p in paths if p not in bad]
+    if not paths:
+        raise CelebsegError(f"none of the {len(bad)} images is readable: nothing to predict")
+    model = load_model(model)
     written: list[Path] = []
-    bar = tqdm(total=len(paths), desc="predict", unit="img", disable=not progress)
-    for start in range(0, len(paths), batch_size):
-        chunk = paths[start:start + batch_size]
-        images = [read_image(p) for p in chunk]
-        for path, image, logits in zip(chunk, images,
-                                       predict_logits(model, images, tta, batch_size)):
-            label = np.argmax(logits, axis=-1).astype(np.uint8)
-            for name, array in ((f"{path.stem}.png", label),
-                                (f"{path.stem}_overlay.png", viz.overlay(image, label))):
-                with atomic_path(out_dir / name) as tmp:
-                    Image.fromarray(array).save(tmp)
-                written.append(out_dir / name)
-            bar.update(1)
-    bar.close()
+    with tqdm(total=len(paths), desc="predict", unit="img", disable=not progress) as bar:
+        for start in range(0, len(paths), batch_size):
+            chunk = paths[start:start + batch_size]
+            images = [read_image(p) for p in chunk]
+            for path, image, logits in zip(chunk, images,
+                                           predict_logits(model, images, tta, batch_size)):
+                label = np.argmax(logits, axis=-1).astype(np.uint8)
+                for name, array in ((f"{path.stem}.png", label),
+                                    (f"{path.stem}_overlay.png", viz.overlay(image, label))):
+                    with atomic_path(out_dir / name) as tmp:
+                        Image.fromarray(array).save(tmp)
+                    written.append(out_dir / name)
+                bar.update(1)
     return written
 
 
@@ -186,18 +243,22 @@ def predict_images(model, image_paths, out_dir, tta=None, batch_size: int = 4,
 def add_predict_arguments(parser) -> None:
     """Options of ``celebseg predict``."""
     parser.add_argument("--model", required=True, help="trained .keras model")
-    parser.add_argument("images", nargs="+", metavar="IMAGE", help="photos (any size)")
+    parser.add_argument("images", nargs="+", metavar="IMAGE",
+                        help="photos (any size), or folders of photos")
     parser.add_argument("--out", required=True, help="output folder")
     parser.add_argument("--tta", choices=["flip"], default=None,
                         help="flip test-time augmentation (left/right classes swapped)")
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--no-progress", action="store_true", help="hide the progress bar")
+    parser.add_argument("--skip-bad", action="store_true",
+                        help="leave unreadable photos out (a warning each) instead of stopping")
 
 
 def run_predict(args) -> int:
     """``celebseg predict``: prints each file it wrote."""
     for path in predict_images(args.model, args.images, args.out, tta=args.tta,
-                               batch_size=args.batch_size, progress=not args.no_progress):
+                               batch_size=args.batch_size, progress=not args.no_progress,
+                               skip_bad=args.skip_bad):
         print(path)
     return 0
 

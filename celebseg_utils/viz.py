@@ -9,6 +9,8 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 from typing import Sequence
 
 import numpy as np
@@ -105,14 +107,29 @@ def plot_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path=
 
 
 def save_figure(fig, path, dpi: int = 110) -> None:
-    """Save a matplotlib figure atomically (format from the suffix) and close it."""
+    """Save a matplotlib figure atomically (format from the suffix) and close it.
+
+    A folder, or a suffix matplotlib cannot write, is a :class:`CelebsegError` (the
+    temporary name would otherwise make matplotlib guess the format from ``.tmp``).
+    """
     import matplotlib.pyplot as plt
 
+    from celebseg_utils.errors import CelebsegError
     from celebseg_utils.fileio import atomic_path
 
-    with atomic_path(path) as tmp:
-        fig.savefig(tmp, dpi=dpi, bbox_inches="tight")
-    plt.close(fig)
+    path = Path(path)
+    fmt = path.suffix.lstrip(".").lower()
+    try:
+        if path.is_dir():
+            raise CelebsegError(f"figure path {path} is a folder: give a file such as {path / 'figure.png'}")
+        supported = fig.canvas.get_supported_filetypes()
+        if fmt not in supported:
+            raise CelebsegError(f"figure path {path}: cannot write {path.suffix or 'a file without a suffix'}; "
+                                f"use one of {', '.join('.' + k for k in sorted(supported))}")
+        with atomic_path(path) as tmp:
+            fig.savefig(tmp, dpi=dpi, bbox_inches="tight", format=fmt)
+    finally:
+        plt.close(fig)
 
 
 def plot_training_curves(history: dict, path=None, metrics: Sequence[str] = ("loss", "miou")):

@@ -35,3 +35,22 @@ def test_module_entry_point_runs():
     out = subprocess.run([sys.executable, "-m", "celebseg_utils", "--version"],
                          capture_output=True, text=True, timeout=60)
     assert out.returncode == 0 and out.stdout.startswith("celebseg ")
+
+
+def test_unknown_arguments_are_reported_before_missing_required_ones(capsys):
+    parser = cli._Parser(prog="t")
+    parser.add_argument("--need", required=True)
+    group = parser.add_mutually_exclusive_group(required=True)
+    group.add_argument("--a")
+    group.add_argument("--b")
+    parser.add_argument("files", nargs="+")
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--typo", "x"])
+    assert capsys.readouterr().err == ("error: unrecognized arguments: --typo "
+                                       "(see `t --help`)\n")
+    # the first pass relaxes "required" and must put it back: the same parser still insists
+    with pytest.raises(SystemExit):
+        parser.parse_args(["--a", "1"])
+    err = capsys.readouterr().err
+    assert "required: --need, files" in err
+    assert parser.parse_args(["--need", "n", "--b", "2", "f"]).files == ["f"]

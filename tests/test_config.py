@@ -75,6 +75,9 @@ def test_kwargs_merge_with_preset_and_replace_scalars():
     ("batch_size", ["KEY=VALUE"]),
     ("data=3", ["data", "mapping"]),
     ("loss=dice", ["loss", "mapping", "class_weights"]),
+    ("model.backbone=resnet18", ["model.backbone", "resnet18", "resnet50_v2",
+                                 "mobilenet_v3_large"]),
+    ("model.library=torchvision", ["model.library", "keras_cv", "keras_hub"]),
 ])
 def test_bad_overrides_name_the_key(item, words):
     with pytest.raises(CelebsegError) as err:

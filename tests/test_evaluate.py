@@ -11,7 +11,8 @@ from celebseg_utils import labels as L
 from celebseg_utils import layout
 from celebseg_utils.cli import main
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.evaluate import compare_runs, evaluate_model
+from celebseg_utils.evaluate import (compare_runs, evaluate_model, load_model_checked,
+                                     read_results, results_path, run_name)
 
 
 @pytest.fixture(scope="module")
@@ -177,3 +178,45 @@ def test_evaluate_a_deeplab_model_from_the_factory(prepared):
     cm = np.array(results["confusion_matrix"])
     assert cm.sum() == len(layout.read_split(prepared, "val")) * 64 * 64
     assert results["pixel_accuracy"] == pytest.approx(np.trace(cm) / cm.sum())
+
+
+def test_results_path_file_folder_or_beside_the_model(tmp_path):
+    model = tmp_path / "run" / "final.keras"
+    assert results_path(model, "val") == tmp_path / "run" / "eval_val" / "results.json"
+    assert results_path(model, "val", tmp_path / "r.json") == tmp_path / "r.json"
+    assert results_path(model, "val", tmp_path / "eval") == tmp_path / "eval" / "results.json"
+    (tmp_path / "odd.json").mkdir()  # an existing folder wins over the suffix
+    assert results_path(None, "test", tmp_path / "odd.json") == tmp_path / "odd.json" / "results.json"
+    assert results_path(None, "test") is None
+
+
+def test_read_results_and_run_name_survive_damaged_files(tmp_path):
+    good = {"miou": 0.5, "mean_f1": 0.6, "pixel_accuracy": 0.9, "per_class": {"skin": {}}}
+    (tmp_path / "ok.json").write_text(json.dumps(good))
+    assert read_results(tmp_path / "ok.json") == good
+    (tmp_path / "cut.json").write_text(json.dumps(good)[:20])
+    with pytest.raises(CelebsegError, match="cut.json is not valid JSON"):
+        read_results(tmp_path / "cut.json")
+    (tmp_path / "list.json").write_text("[1, 2]")
+    with pytest.raises(CelebsegError, match="missing miou, mean_f1, pixel_accuracy, per_class"):
+        read_results(tmp_path / "list.json")
+    run = tmp_path / "my_run"
+    run.mkdir()
+    (run / "config.yaml").write_text("loss: {name: [unclosed\n")
+    assert run_name(run) == "my_run"
+    (run / "config.yaml").write_text("loss:\n  name: dice\n")
+    assert run_name(run) == "dice"
+
+
+def test_load_model_checked_names_the_problem(tmp_path):
+    with pytest.raises(CelebsegError, match="nope.keras not found"):
+        load_model_checked(tmp_path / "nope.keras")
+    with pytest.raises(CelebsegError, match="folder without a final.keras"):
+        load_model_checked(tmp_path)
+    (tmp_path / "cut.keras").write_bytes(b"PK\x03\x04 and then nothing")
+    with pytest.raises(CelebsegError, match="cut.keras is not a .keras archive"):
+        load_model_checked(tmp_path / "cut.keras")
+    with pytest.raises(CelebsegError, match="predicts 5 classes"):
+        load_model_checked(tiny_model(classes=5))
+    model = tiny_model()
+    assert load_model_checked(model) is model

@@ -70,11 +70,12 @@ def test_cli_export_savedmodel_replaces_an_existing_folder(keras_model_path, rea
     out = tmp_path / "sm"
     out.mkdir()
     (out / "stale.txt").write_text("old export")
+    (out / "saved_model.pb").write_bytes(b"old")  # an earlier export: replaced, not refused
     code = cli.main(["export", "--model", str(keras_model_path), "--format", "savedmodel",
                      "--out", str(out)])
     assert code == 0
     assert capsys.readouterr().out.strip() == str(out)
-    assert not (out / "stale.txt").exists() and (out / "saved_model.pb").is_file()
+    assert not (out / "stale.txt").exists() and (out / "saved_model.pb").stat().st_size > 1000
     assert [p.name for p in tmp_path.iterdir()] == ["sm"]
     np.testing.assert_allclose(run_savedmodel(out, real_batch), keras_logits, atol=1e-4)
 
@@ -90,3 +91,21 @@ def test_bad_format_or_model_is_a_user_error(keras_model_path, tmp_path, capsys)
     with pytest.raises(CelebsegError, match="folder"):
         export_model(keras_model_path, format="savedmodel", out=blocker)
     assert sorted(p.name for p in tmp_path.iterdir()) == ["file"]
+
+
+def test_outputs_that_would_destroy_user_files_are_refused_before_loading(tmp_path):
+    # the model does not exist: these checks must come first (before a slow conversion)
+    folder = tmp_path / "photos"
+    folder.mkdir()
+    (folder / "a.jpg").write_bytes(b"user data")
+    for fmt in ("onnx", "tflite"):
+        with pytest.raises(CelebsegError, match=f"folder; the {fmt} export is one file"):
+            export_model(tmp_path / "none.keras", format=fmt, out=folder)
+    with pytest.raises(CelebsegError, match="not a SavedModel and not empty"):
+        export_model(tmp_path / "none.keras", format="savedmodel", out=folder)
+    assert [p.name for p in folder.iterdir()] == ["a.jpg"]
+    assert (folder / "a.jpg").read_bytes() == b"user data"
+    # an empty folder or an earlier SavedModel is fine to replace: the model check comes next
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CelebsegError, match="none.keras not found"):
+        export_model(tmp_path / "none.keras", format="savedmodel", out=tmp_path / "empty")

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import warnings
+from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +12,7 @@ from PIL import Image
 from celebseg_utils import cli
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.labels import FLIP_PERMUTATION, class_id
-from celebseg_utils.predict import pad_to_square, predict_images, predict_logits
+from celebseg_utils.predict import image_files, pad_to_square, predict_images, predict_logits
 
 
 def _conv_model(size, kernel, channels=19):
@@ -144,8 +145,8 @@ def test_not_an_image_or_missing_raises_naming_it(mobilenet, tmp_path):
 def test_model_with_wrong_channel_count_is_refused(tmp_path):
     src = tmp_path / "a.png"
     Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
-    with pytest.raises(CelebsegError, match="5 channels"):
-        predict_images(_conv_model(8, np.zeros((3, 5)), channels=5), [src], tmp_path,
+    with pytest.raises(CelebsegError, match="predicts 5 classes"):
+        predict_images(_conv_model(8, np.zeros((3, 5)), channels=5), [src], tmp_path / "out",
                        progress=False)
 
 
@@ -171,3 +172,35 @@ def test_cli_predict_prints_outputs_and_exits_2_on_errors(mobilenet_path, tmp_pa
     junk.write_bytes(b"not a zip archive")
     assert cli.main(["predict", "--model", str(junk), str(src), "--out", str(out)]) == 2
     assert "junk.keras" in capsys.readouterr().err
+
+
+def test_image_files_expands_folders_to_their_photos(tmp_path):
+    for name in ("b.png", "a.JPG", "c.jpeg", ".hidden.jpg", "notes.txt"):
+        (tmp_path / name).write_bytes(b"")
+    (tmp_path / "sub").mkdir()
+    (tmp_path / "sub" / "deeper.jpg").write_bytes(b"")
+    assert [p.name for p in image_files([tmp_path])] == ["a.JPG", "b.png", "c.jpeg"]
+    # files stay as given, in order (a missing one is reported later by read_image)
+    assert image_files(["z.jpg", tmp_path / "b.png"]) == [Path("z.jpg"), tmp_path / "b.png"]
+    (tmp_path / "empty").mkdir()
+    with pytest.raises(CelebsegError, match="empty has no images"):
+        image_files([tmp_path / "empty"])
+
+
+def test_skip_bad_writes_the_readable_photos_only(tmp_path):
+    good = tmp_path / "in" / "good.png"
+    good.parent.mkdir()
+    Image.fromarray(np.zeros((6, 10, 3), np.uint8)).save(good)
+    (tmp_path / "in" / "bad.jpg").write_text("not a photo")
+    model = _conv_model(8, np.zeros((3, 19)))
+    with pytest.raises(CelebsegError, match="bad.jpg.*nothing was written.*--skip-bad"):
+        predict_images(model, [tmp_path / "in"], tmp_path / "out", progress=False)
+    assert not (tmp_path / "out").exists()
+    written = predict_images(model, [tmp_path / "in"], tmp_path / "out", progress=False,
+                             skip_bad=True)
+    assert [p.name for p in written] == ["good.png", "good_overlay.png"]
+    assert Image.open(written[0]).size == (10, 6)
+    with pytest.raises(CelebsegError, match="would overwrite an input photo"):
+        predict_images(model, [good], good.parent, progress=False)
+    with pytest.raises(CelebsegError, match="--batch-size must be at least 1"):
+        predict_images(model, [good], tmp_path / "out2", batch_size=0, progress=False)
