@@ -21,6 +21,7 @@ epoch whose row was written just before a kill (and whose backup was not) appear
 from __future__ import annotations
 
 import csv
+import io
 import json
 import math
 import os
@@ -30,7 +31,8 @@ from pathlib import Path
 import keras
 
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.fileio import atomic_write_json, atomic_write_text
+from celebseg_utils.fileio import (atomic_path, atomic_write_json, atomic_write_text,
+                                    naming_write_errors)
 
 
 class NaNLossError(CelebsegError):
@@ -106,17 +108,39 @@ class AtomicBackupAndRestore(keras.callbacks.BackupAndRestore):
                          delete_checkpoint=False)
 
     def _save_model(self):
-        os.makedirs(self.backup_dir, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".latest.", suffix=".weights.h5", dir=self.backup_dir)
-        os.close(fd)
-        try:
-            self.model.save_weights(filepath=tmp, overwrite=True)
-            os.replace(tmp, self._weights_path)
-        finally:
-            if os.path.exists(tmp):
-                os.unlink(tmp)
+        with atomic_path(self._weights_path) as tmp:
+            tmp.write_bytes(weights_h5_bytes(self.model))
         atomic_write_json(self._training_metadata_path,
                           {"epoch": self._current_epoch, "batch": self._last_batch_seen})
+
+
+def weights_h5_bytes(model) -> bytes:
+    """The ``.weights.h5`` file that ``model.save_weights`` writes (optimizer state
+    included), built in memory.
+
+    A full disk then fails one plain Python write (``OSError`` ENOSPC, see
+    :func:`~celebseg_utils.fileio.naming_write_errors`): h5py writing straight into a full
+    disk reports the failure again from every HDF5 object it frees, then can crash the
+    interpreter at exit (seen: hundreds of tracebacks, exit -11).
+
+    >>> m = keras.Sequential([keras.Input((3,)), keras.layers.Dense(2)])
+    >>> weights_h5_bytes(m)[:8]
+    b'\\x89HDF\\r\\n\\x1a\\n'
+    """
+    try:
+        from keras.src.saving import saving_lib
+
+        buffer = io.BytesIO()
+        store = saving_lib.H5IOStore(buffer, mode="w")
+        saving_lib._save_state(model, weights_store=store, assets_store=None, inner_path="",
+                               visited_saveables=set())
+        store.close()
+        return buffer.getvalue()
+    except (ImportError, AttributeError, TypeError):  # another Keras: its public writer
+        with tempfile.TemporaryDirectory() as folder:
+            path = Path(folder) / "model.weights.h5"
+            model.save_weights(path)
+            return path.read_bytes()
 
 
 class ResumableCSVLogger(keras.callbacks.CSVLogger):
@@ -147,7 +171,8 @@ class ResumableCSVLogger(keras.callbacks.CSVLogger):
         super().on_train_begin(logs)
 
     def on_epoch_end(self, epoch, logs=None):
-        super().on_epoch_end(epoch, logs)
+        with naming_write_errors(self.filename):  # the buffered flush names no file
+            super().on_epoch_end(epoch, logs)
         if self.json_path is not None:
             atomic_write_json(self.json_path, history_from_rows(read_history_csv(self.filename)))
 
@@ -182,12 +207,15 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
         final = self.filepath
         folder = os.path.dirname(os.path.abspath(final))
         os.makedirs(folder, exist_ok=True)
-        fd, tmp = tempfile.mkstemp(prefix=".best.", suffix=".keras", dir=folder)
+        # fileio's temporary naming, so that the next run's cleanup finds it after a kill
+        stem = Path(final).name[:-len(".keras")]
+        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp.keras", dir=folder)
         os.close(fd)
         os.unlink(tmp)  # "exists afterwards" then means "the model was saved"
         self.filepath = tmp
         try:
-            super()._save_model(epoch, batch, logs)
+            with naming_write_errors(final, tmp):
+                super()._save_model(epoch, batch, logs)
             if os.path.exists(tmp):
                 os.replace(tmp, final)
                 if self.say:

@@ -53,6 +53,9 @@ class _Parser(argparse.ArgumentParser):
         the unknown arguments; only then does the real parse run.
         """
         args = list(sys.argv[1:] if args is None else args)
+        if any(a in ("-h", "--help") for a in args):
+            # Help prints the usage: it must show the required options as required.
+            return super().parse_known_args(args, namespace)
         required = [(item, item.required) for item in (*self._actions,
                                                         *self._mutually_exclusive_groups)]
         try:
@@ -109,8 +112,10 @@ def main(argv: Sequence[str] | None = None) -> int:
     except OSError as exc:
         # A full disk or a vanished folder is the user's environment, not a bug.
         if exc.errno is not None and os.environ.get("CELEBSEG_DEBUG") != "1":
-            name = f" {exc.filename}" if exc.filename else ""
-            print(f"error: {exc.strerror}:{name}", file=sys.stderr)
+            # Libraries may put a multi-line report in strerror: the first line is the reason.
+            reason = ((exc.strerror or os.strerror(exc.errno)).splitlines() or ["I/O error"])[0]
+            names = [str(n) for n in (exc.filename, exc.filename2) if n]
+            print(f"error: {reason}" + (f": {' -> '.join(names)}" if names else ""), file=sys.stderr)
             return 2
         raise
 

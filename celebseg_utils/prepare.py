@@ -45,6 +45,7 @@ import json
 import multiprocessing
 import os
 import re
+import signal
 import struct
 import sys
 import time
@@ -65,6 +66,12 @@ _PHOTO_NAME = re.compile(r"^(\d+)\.jpg$")
 _ATTRIBUTE_ID = {name: i for i, name in enumerate(ATTRIBUTES, start=1)}
 _GET_DATA = ("get the dataset with `celebseg download --source kaggle --out {root}`, or make a "
              "synthetic one with `celebseg synth --out {root} --count 300`")
+
+
+def _ignore_sigint() -> None:
+    # Ctrl-C reaches the whole process group: only the main process reports it (one line);
+    # workers printing their own KeyboardInterrupt tracebacks would bury it.
+    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def encode_label_png(label: np.ndarray) -> bytes:
@@ -285,7 +292,7 @@ def _run(jobs, workers: int, total: int, progress: bool):
                 bar.update(len(results))
                 yield results
             return
-        pool = multiprocessing.get_context(_start_method()).Pool(workers)
+        pool = multiprocessing.get_context(_start_method()).Pool(workers, initializer=_ignore_sigint)
         try:
             for results in pool.imap_unordered(_prepare_chunk, jobs):
                 bar.update(len(results))

@@ -22,6 +22,7 @@ completion it returns the finished run's summary without training.
 
 from __future__ import annotations
 
+import contextlib
 import dataclasses
 import json
 import math
@@ -40,7 +41,7 @@ from celebseg_utils import losses as _losses  # noqa: F401
 from celebseg_utils import metrics as _metrics  # noqa: F401
 from celebseg_utils.config import TrainConfig
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.fileio import atomic_path, atomic_write_json
+from celebseg_utils.fileio import atomic_path, atomic_write_json, remove_partial_files
 
 MONITOR = "val_miou"
 
@@ -244,6 +245,8 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
         print(f"{run} is complete ({done['epochs_completed']} epochs, best {MONITOR} "
               f"{done['best_metric']}); pass a new --run-dir to train again")
         return {**done, "model": load_trained_model(done["final_model"])}
+    for folder in (run, run / "backup"):  # what a killed run was writing is incomplete
+        remove_partial_files(folder)
     cfgmod.save_config(config, run / "config.yaml")
 
     keras.utils.set_random_seed(config.seed)
@@ -282,10 +285,13 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
                       validation_data=val_ds, validation_steps=val_steps,
                       callbacks=callbacks, verbose=1 if progress else 2,
                       shuffle=False)  # make_dataset shuffles; Keras can't shuffle a dataset
-        except cb.NaNLossError:
+        except BaseException:  # a NaN, a full disk, Ctrl-C: the backup stays at the last good epoch
             for c in callbacks:
                 if isinstance(c, keras.callbacks.CSVLogger):
-                    c.on_train_end()  # close the CSV; the backup stays at the last good epoch
+                    # Close now: a row a full disk refused would otherwise fail again, with a
+                    # traceback, when the interpreter closes the file at exit.
+                    with contextlib.suppress(OSError):
+                        c.on_train_end()
             raise
         seconds = time.time() - began
         with atomic_path(run / "final.keras") as tmp:

@@ -54,3 +54,29 @@ def test_unknown_arguments_are_reported_before_missing_required_ones(capsys):
     err = capsys.readouterr().err
     assert "required: --need, files" in err
     assert parser.parse_args(["--need", "n", "--b", "2", "f"]).files == ["f"]
+
+
+@pytest.mark.parametrize("exc, line", [
+    (OSError(28, "No space left on device", "/d/x.png"), "error: No space left on device: /d/x.png"),
+    (OSError(28, "No space left on device"), "error: No space left on device"),
+    (OSError(18, "Invalid cross-device link", "/a", None, "/b"), "error: Invalid cross-device link: /a -> /b"),
+    (OSError(5, "HDF5 error\n  stack line 1\n  stack line 2", "/r/best.keras"),
+     "error: HDF5 error: /r/best.keras"),
+])
+def test_environment_errors_are_one_line(monkeypatch, capsys, exc, line):
+    from celebseg_utils import synthetic
+
+    def boom(args):
+        raise exc
+
+    monkeypatch.setattr(synthetic, "run_synth", boom)
+    assert cli.main(["synth", "--out", "x", "--count", "1"]) == 2
+    assert capsys.readouterr().err == line + "\n"
+
+
+def test_help_shows_required_options_as_required(capsys):
+    with pytest.raises(SystemExit) as info:
+        cli.main(["synth", "--help"])
+    assert info.value.code == 0
+    usage = capsys.readouterr().out.split("\n\n")[0]
+    assert "--out DIR --count N" in " ".join(usage.split()) and "[--out DIR]" not in usage

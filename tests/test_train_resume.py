@@ -39,6 +39,10 @@ def _env() -> dict:
 
 
 @pytest.mark.slow
+@pytest.mark.reliability(
+    "runs", "SIGKILL to `celebseg train` right after its first epoch's backup",
+    "the same command resumes at epoch 2 and exits 0; each epoch once in history; optimizer "
+    "steps = total")
 def test_sigkill_after_first_epoch_resumes_at_second(tmp_path):
     prepared = make_tiny_prepared(tmp_path / "data")
     run = tmp_path / "run"
