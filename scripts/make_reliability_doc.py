@@ -4,9 +4,8 @@
     python scripts/make_reliability_doc.py --check    # exit 1 if the cases listed are stale
 
 The table rows come from the marks (what was tried, what the test asserts happened); the
-pass counts come from the last pytest run that executed the suite
-(``.pytest_cache/celebseg-reliability.json``, written by ``tests/conftest.py``), so run
-``make test`` first. ``--check`` compares the rows only, not the counts.
+pass counts from the latest outcome of each case (``.pytest_cache/celebseg-reliability.json``,
+which ``tests/conftest.py`` updates after every pytest run), so run ``make test`` first. ``--check`` compares the rows only, not the counts.
 """
 
 from __future__ import annotations
@@ -92,7 +91,7 @@ def render_counts(cases) -> list[str]:
     if all(r is not None for r in ran):
         failed = sum(1 for r in ran if r == "failed")
         skipped = sum(1 for r in ran if r == "skipped")
-        line += f"; in the last run of the suite, {passed} passed, {failed} failed"
+        line += f"; at the latest run of each, {passed} passed, {failed} failed"
         line += f", {skipped} skipped**" if skipped else "**"
     else:
         line += "** (run `make test` to fill in the counts)"

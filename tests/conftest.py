@@ -58,5 +58,11 @@ def pytest_terminal_summary(terminalreporter, exitstatus, config):
     if not config.option.collectonly:
         import json
 
+        # Merged, so that running one test file updates its cases and keeps the others'.
+        try:
+            merged = json.loads(RELIABILITY_RESULTS.read_text())
+        except (OSError, ValueError):
+            merged = {}
+        merged.update(_reliability)
         RELIABILITY_RESULTS.parent.mkdir(exist_ok=True)
-        RELIABILITY_RESULTS.write_text(json.dumps(_reliability, indent=1, sort_keys=True))
+        RELIABILITY_RESULTS.write_text(json.dumps(merged, indent=1, sort_keys=True))

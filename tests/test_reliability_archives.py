@@ -28,6 +28,7 @@ from celebseg_utils import download as D
 from celebseg_utils import layout
 from celebseg_utils.errors import CelebsegError
 from reliability import REPO_ROOT, assert_user_error, partial_files, run_cli, tree_digest
+from test_archive import _tar
 from test_download import make_raw, zip_folder
 
 SECRET = "s3cr3t-kaggle-key-reliability-0042"
@@ -78,16 +79,7 @@ def write_zip(path: Path, files: dict, extra=()) -> Path:
 
 def write_tar(path: Path, files: dict, links=()) -> Path:
     """``links``: (name, linkname, tarfile.SYMTYPE | tarfile.LNKTYPE)."""
-    with tarfile.open(path, "w:gz") as tf:
-        for name, data in files.items():
-            info = tarfile.TarInfo(name)
-            info.size = len(data)
-            tf.addfile(info, io.BytesIO(data))
-        for name, target, kind in links:
-            info = tarfile.TarInfo(name)
-            info.type, info.linkname = kind, target
-            tf.addfile(info)
-    return path
+    return _tar(path, files, links)
 
 
 def zip_symlink(name: str, target: str):
