@@ -167,7 +167,14 @@ def main(argv=None) -> int:
     p.add_argument("--repeats", type=int, default=3)
     p.add_argument("--naive-images", type=int, default=96, help="images timed per repeat for (a), the slow one")
     p.add_argument("--json", type=Path, default=None, help="also write the results here")
+    p.add_argument("--intra-op-threads", type=int, default=None,
+                   help="TensorFlow's intra-op pool size (default: TF's, one per core); 1 stops "
+                        "XLA from splitting the augmentation across the pool")
     args = p.parse_args(argv)
+    if args.intra_op_threads:
+        import tensorflow as tf
+
+        tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
 
     from celebseg_utils import layout
     from celebseg_utils import tfrecords as T
