@@ -75,9 +75,9 @@ def main(argv=None) -> int:
                         help="decode masks with Pillow in prepare too (as without the deflate package)")
     args = parser.parse_args(argv)
     if args.pillow_only:
-        from celebseg_utils import masks
+        from celebseg_utils import png
 
-        masks._libdeflate = None  # the workers are forked, so they inherit this
+        png._libdeflate = None  # the workers are forked, so they inherit this
 
     raw = args.data / f"raw-{args.count}-{args.image_size}-s0"
     if not layout.mapping_path(raw).exists():  # the mapping is written last: present = complete
@@ -87,9 +87,9 @@ def main(argv=None) -> int:
         write_synthetic_dataset(raw, args.count, image_size=args.image_size, progress=True)
     n_masks = sum(1 for _ in (raw / layout.MASK_DIR).rglob("*.png"))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    from celebseg_utils import masks
+    from celebseg_utils import png
 
-    decoder = "Pillow" if masks._libdeflate is None else "libdeflate + numpy"
+    decoder = "Pillow" if png._libdeflate is None else "libdeflate + numpy"
     print(f"data: {raw} ({args.count} images, {n_masks / args.count:.1f} masks/image); prepare decodes with {decoder}; "
           f"{cores} cores; load average before: {' '.join(f'{x:.2f}' for x in os.getloadavg())}")
 

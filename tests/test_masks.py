@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils import layout, masks
+from celebseg_utils import layout, masks, png
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.labels import ATTRIBUTES
 
@@ -134,9 +134,9 @@ def _png_with_filters(pixels: np.ndarray, kinds, ctype: int) -> bytes:
 @pytest.mark.parametrize("kinds", [[0], [1], [2], [4], [2, 4, 1, 0, 4, 4, 2, 2]])
 def test_fast_unfilter_is_exact_for_every_filter(ctype, kinds, monkeypatch):
     """Random bytes (worst case for the Paeth shortcut) and sparse masks, every row filter."""
-    if masks._libdeflate is None:
+    if png._libdeflate is None:
         pytest.skip("the fast path needs the deflate package")
-    monkeypatch.setattr(masks, "_MAX_PAETH_BREAKS", 10**6)  # force the shortcut on noise too
+    monkeypatch.setattr(png, "_MAX_PAETH_BREAKS", 10**6)  # force the shortcut on noise too
     rng = np.random.default_rng(len(kinds) * 10 + ctype)
     channels = {0: 1, 2: 3, 6: 4}[ctype]
     noise = rng.integers(0, 256, (9, 7, channels), dtype=np.uint8)
@@ -146,7 +146,7 @@ def test_fast_unfilter_is_exact_for_every_filter(ctype, kinds, monkeypatch):
         blob = _png_with_filters(pixels, kinds, ctype)
         assert np.array_equal(np.asarray(Image.open(io.BytesIO(blob))), pixels)  # the encoder is right
         colour = pixels if pixels.ndim == 2 else pixels[:, :, :3].max(axis=2)
-        assert np.array_equal(masks._nonzero_fast(blob), colour != 0)
+        assert np.array_equal(png.nonzero_fast(blob), colour != 0)
 
 
 def test_average_rows_and_irregular_paeth_fall_back_to_pillow():
@@ -154,16 +154,16 @@ def test_average_rows_and_irregular_paeth_fall_back_to_pillow():
     pixels = rng.integers(0, 256, (6, 200), dtype=np.uint8)
     for kinds in ([3], [4]):  # average; Paeth on noise: > _MAX_PAETH_BREAKS breakpoints
         blob = _png_with_filters(pixels, kinds, 0)
-        if masks._libdeflate is not None:
-            with pytest.raises(masks._NeedsPillow):
-                masks._nonzero_fast(blob)
+        if png._libdeflate is not None:
+            with pytest.raises(png.NeedsPillow):
+                png.nonzero_fast(blob)
         assert np.array_equal(masks._decode(Path("x.png"), blob), pixels != 0)
 
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_fuse_matches_published_algorithm_on_overlapping_masks(tmp_path, fast, monkeypatch):
     if not fast:
-        monkeypatch.setattr(masks, "_libdeflate", None)
+        monkeypatch.setattr(png, "_libdeflate", None)
     rng = np.random.default_rng(7)
     modes = ["L", "RGB", "P", "L", "RGBA"]
     for k in range(4):
@@ -197,15 +197,15 @@ def test_fast_path_equals_pillow_on_real_style_masks(tmp_path, real_samples_dir)
         Image.fromarray((label == class_id).astype(np.uint8) * 255).save(blob_io, format="PNG")
         blob = blob_io.getvalue()
         expected = label == class_id
-        assert np.array_equal(masks._nonzero_pillow(blob), expected)
-        if masks._libdeflate is not None:
-            assert np.array_equal(masks._nonzero_fast(blob), expected)
+        assert np.array_equal(png.nonzero_pillow(blob), expected)
+        if png._libdeflate is not None:
+            assert np.array_equal(png.nonzero_fast(blob), expected)
 
 
 @pytest.mark.parametrize("fast", [True, False])
 def test_corrupt_and_truncated_masks_name_the_file(tmp_path, fast, monkeypatch):
     if not fast:
-        monkeypatch.setattr(masks, "_libdeflate", None)
+        monkeypatch.setattr(png, "_libdeflate", None)
     mask = np.zeros((16, 16), bool)
     mask[3:9, 2:12] = True
     good = tmp_path / "good.png"
@@ -262,9 +262,9 @@ def test_long_chains_of_dependent_rows_fall_back_to_pillow():
     """A gradient with every row Paeth-filtered needs one round per row: Pillow does it."""
     pixels = np.add.outer(np.arange(60), np.arange(5)).astype(np.uint8)
     blob = _png_with_filters(pixels, [4], 0)
-    if masks._libdeflate is not None:
-        with pytest.raises(masks._NeedsPillow):
-            masks._nonzero_fast(blob)
+    if png._libdeflate is not None:
+        with pytest.raises(png.NeedsPillow):
+            png.nonzero_fast(blob)
     assert np.array_equal(masks._decode(Path("x.png"), blob), pixels != 0)
 
 
@@ -284,4 +284,4 @@ def test_fuse_with_one_irregular_mask_in_the_batch(tmp_path):
 def test_cumsum256_equals_numpy_mod_256(shape):
     x = np.random.default_rng(shape[0]).integers(0, 256, shape, dtype=np.uint8)
     x[: shape[0] // 2] = 255  # long runs of large bytes: the lanes must not carry over
-    assert np.array_equal(masks._cumsum256(x), np.cumsum(x, axis=0, dtype=np.uint8))
+    assert np.array_equal(png._cumsum256(x), np.cumsum(x, axis=0, dtype=np.uint8))
