@@ -270,3 +270,22 @@ def test_global_batch_is_split_across_two_replicas(prepared):
 
 if __name__ == "__main__":
     print(json.dumps(_distributed_worker(sys.argv[1])))
+
+
+def test_banded_augmentation_equals_the_whole_image_warp(monkeypatch):
+    import tensorflow as tf
+
+    from celebseg_utils import augment as A
+
+    rng = np.random.default_rng(3)
+    photo = tf.constant(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))
+    label = tf.constant(rng.integers(0, 19, (64, 64, 1), dtype=np.uint8))
+    for k in range(4):
+        params = A.sample_params([5, k])
+        monkeypatch.setattr(A, "BAND_ROWS", 16)             # 64 rows: 4 bands
+        banded = A._augment(photo, label, params, 64)
+        monkeypatch.setattr(A, "BAND_ROWS", 7)              # 64 % 7 != 0: the whole image
+        whole = A._augment(photo, label, params, 64)
+        np.testing.assert_array_equal(banded[1].numpy(), whole[1].numpy())
+        diff = np.abs(banded[0].numpy().astype(int) - whole[0].numpy().astype(int))
+        assert diff.max() <= 1 and (diff > 0).mean() < 0.01  # float rounding at .5 only
