@@ -32,7 +32,7 @@ import keras
 
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import (atomic_path, atomic_write_json, atomic_write_text,
-                                    naming_write_errors)
+                                    naming_write_errors, temporary_beside)
 
 
 class NaNLossError(CelebsegError):
@@ -205,12 +205,7 @@ class BestCheckpoint(keras.callbacks.ModelCheckpoint):
 
     def _save_model(self, epoch, batch, logs):
         final = self.filepath
-        folder = os.path.dirname(os.path.abspath(final))
-        os.makedirs(folder, exist_ok=True)
-        # fileio's temporary naming, so that the next run's cleanup finds it after a kill
-        stem = Path(final).name[:-len(".keras")]
-        fd, tmp = tempfile.mkstemp(prefix=f".{stem}.", suffix=".tmp.keras", dir=folder)
-        os.close(fd)
+        tmp = str(temporary_beside(final))  # found by the next run's cleanup after a kill
         os.unlink(tmp)  # "exists afterwards" then means "the model was saved"
         self.filepath = tmp
         try:

@@ -53,6 +53,32 @@ def naming_write_errors(path: str | os.PathLike, temporary: str | os.PathLike | 
         raise OSError(exc.errno, os.strerror(exc.errno), os.fspath(path)) from exc
 
 
+def temporary_beside(path: str | os.PathLike, suffix: str | None = None) -> Path:
+    """A new empty file ``.<stem>.<random>.tmp<suffix>`` in ``path``'s folder (created).
+
+    Every writer of this package names its temporaries so: :func:`remove_partial_files`
+    finds what a killed writer left. ``suffix`` defaults to ``path``'s own. A failure (no
+    inode left, a read-only folder) names ``path``, not the temporary name.
+
+    >>> import tempfile, pathlib
+    >>> t = temporary_beside(pathlib.Path(tempfile.mkdtemp()) / "best.keras")
+    >>> t.name.startswith(".best.") and t.name.endswith(".tmp.keras") and t.exists()
+    True
+    """
+    path = Path(path)
+    path.parent.mkdir(parents=True, exist_ok=True)
+    suffix = path.suffix if suffix is None else suffix
+    try:
+        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}",
+                                   dir=path.parent)
+    except OSError as exc:
+        if exc.errno is None:
+            raise
+        raise OSError(exc.errno, os.strerror(exc.errno), os.fspath(path)) from exc
+    os.close(fd)
+    return Path(tmp)
+
+
 @contextlib.contextmanager
 def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[Path]:
     """Yield a temporary path beside ``path``; rename it onto ``path`` on success.
@@ -63,17 +89,7 @@ def atomic_path(path: str | os.PathLike, suffix: str | None = None) -> Iterator[
     :func:`naming_write_errors`.
     """
     path = Path(path)
-    path.parent.mkdir(parents=True, exist_ok=True)
-    suffix = path.suffix if suffix is None else suffix
-    try:
-        fd, tmp = tempfile.mkstemp(prefix=f".{path.stem}.", suffix=f".tmp{suffix}",
-                                   dir=path.parent)
-    except OSError as exc:  # no inode left, a read-only folder: about path, not the temp name
-        if exc.errno is None:
-            raise
-        raise OSError(exc.errno, os.strerror(exc.errno), os.fspath(path)) from exc
-    os.close(fd)
-    tmp_path = Path(tmp)
+    tmp_path = temporary_beside(path, suffix)
     try:
         with naming_write_errors(path, tmp_path):
             yield tmp_path

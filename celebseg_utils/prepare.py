@@ -56,7 +56,8 @@ import numpy as np
 
 from celebseg_utils import layout
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
+from celebseg_utils.fileio import (atomic_write_bytes, atomic_write_json, atomic_write_text,
+                                   remove_partial_files)
 from celebseg_utils.labels import ATTRIBUTES
 from celebseg_utils.masks import PNG_SIGNATURE, BadFileError, fuse_mask_files, mask_size
 from celebseg_utils.splits import read_mapping, split_of
@@ -303,21 +304,6 @@ def _run(jobs, workers: int, total: int, progress: bool):
             pool.join()
 
 
-def _clean_temporaries(labels_dir: Path) -> None:
-    for path in labels_dir.glob(".*.tmp*"):
-        path.unlink(missing_ok=True)
-
-
-def _clean_own_temporaries(out: Path) -> None:
-    """Remove what a killed run left of its small files (``fileio``'s ``.<stem>.*.tmp<suffix>``)."""
-    names = [(out, n) for n in ("prepare.json", "source.json", "problems.txt")]
-    names += [(layout.split_path(out, s).parent, f"{s}.txt") for s in layout.SPLITS]
-    for folder, name in names:
-        stem, suffix = name.rsplit(".", 1)
-        for path in folder.glob(f".{stem}.*.tmp.{suffix}"):
-            path.unlink(missing_ok=True)
-
-
 def _resolve_workers(workers) -> int:
     if workers is None:
         return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
@@ -357,8 +343,9 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
     size = _label_size(sorted(split_by_id), masks, root / layout.MASK_DIR)
 
     labels_dir = _open_out(out, _source(rows, size))
-    _clean_temporaries(labels_dir)
-    _clean_own_temporaries(out)
+    # What a killed run was writing (labels, prepare.json, source.json, splits) is incomplete.
+    for folder in (labels_dir, out, layout.split_path(out, "train").parent):
+        remove_partial_files(folder)
     done = {int(m.group(1)) for e in os.scandir(labels_dir) if (m := re.match(r"^(\d+)\.png$", e.name))}
     todo = sorted(k for k in split_by_id if k not in done)
     for k in todo:
@@ -384,7 +371,7 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
                 problems.append(problem)
     finally:
         results_stream.close()  # stops the workers now; a killed writer may leave a temporary
-        _clean_temporaries(labels_dir)
+        remove_partial_files(labels_dir)
     problems.sort()
     bad = {p[0] for p in problems}
     split_ids = {name: [] for name in layout.SPLITS}
