@@ -26,15 +26,19 @@ from celebseg_utils.errors import CelebsegError
 #: command -> (module, help). The module defines ``add_<cmd>_arguments(parser)`` and
 #: ``run_<cmd>(args) -> int``.
 COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("celebseg_utils.synthetic", "write a CelebAMask-HQ-shaped folder of drawn faces"),
-    "download": ("celebseg_utils.download", "fetch, verify and unpack CelebAMask-HQ"),
-    "prepare": ("celebseg_utils.prepare", "fuse masks into label maps, write splits (and shards)"),
-    "stats": ("celebseg_utils.stats", "class frequencies and class weights of the train split"),
-    "train": ("celebseg_utils.train", "train a DeepLabV3+ model (resumable)"),
-    "evaluate": ("celebseg_utils.evaluate", "per-class IoU/F1 of a model on a split"),
-    "compare": ("celebseg_utils.evaluate", "put several runs' per-class scores side by side"),
-    "predict": ("celebseg_utils.predict", "label map and colour overlay for images"),
-    "export": ("celebseg_utils.predict", "export a model to SavedModel, TFLite or ONNX"),
+    "synth": ("celebseg_utils.data.synthetic.generator",
+              "write a CelebAMask-HQ-shaped folder of drawn faces"),
+    "download": ("celebseg_utils.data.download", "fetch, verify and unpack CelebAMask-HQ"),
+    "prepare": ("celebseg_utils.data.prepare",
+                "fuse masks into label maps, write splits (and shards)"),
+    "stats": ("celebseg_utils.data.stats",
+              "class frequencies and class weights of the train split"),
+    "train": ("celebseg_utils.engine.train", "train a DeepLabV3+ model (resumable)"),
+    "evaluate": ("celebseg_utils.engine.evaluate", "per-class IoU/F1 of a model on a split"),
+    "compare": ("celebseg_utils.engine.evaluate",
+                "put several runs' per-class scores side by side"),
+    "predict": ("celebseg_utils.engine.predict", "label map and colour overlay for images"),
+    "export": ("celebseg_utils.engine.export", "export a model to SavedModel, TFLite or ONNX"),
     "demo": ("celebseg_utils.demo", "the whole pipeline on synthetic faces, on CPU, in minutes"),
 }
 

@@ -16,7 +16,7 @@ import json
 import shutil
 from pathlib import Path
 
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 
 
@@ -27,8 +27,8 @@ def smoke_workspace(root, count: int = 48, image_size: int = 64, seed: int = 0,
     Returns ``{"data_root": ROOT/raw, "prepared": ROOT/prepared}``. A workspace made with
     other ``count``/``image_size``/``seed`` is rebuilt rather than silently reused.
     """
-    from celebseg_utils.prepare import prepare_dataset
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.prepare import prepare_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     root = Path(root)
     data_root, prepared = root / "raw", root / "prepared"
@@ -68,11 +68,11 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
     """
     import time
 
-    from celebseg_utils.config import resolve_config
-    from celebseg_utils.evaluate import evaluate_model
+    from celebseg_utils.engine.config import resolve_config
+    from celebseg_utils.engine.evaluate import evaluate_model
     from celebseg_utils.fileio import atomic_write_json
-    from celebseg_utils.stats import compute_stats, plot_class_frequency
-    from celebseg_utils.train import train
+    from celebseg_utils.data.stats import compute_stats, plot_class_frequency
+    from celebseg_utils.engine.train import train
 
     out = Path(out)
     figures = out / "figures"
@@ -107,7 +107,7 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
                              out=out / "evaluation" / "results.json", progress=progress)
     step("evaluate")
     print("[5/5] figures")
-    from celebseg_utils import viz
+    from celebseg_utils.visualization import viz
 
     viz.plot_training_curves(summary["history"], figures / "training_curves.png")
     _prediction_grid(summary["model"], ws["prepared"], image_size, figures / "predictions.png")
@@ -147,8 +147,8 @@ def _fmt(value) -> str:
 def _prediction_grid(model, prepared, image_size: int, path, rows: int = 4) -> None:
     import numpy as np
 
-    from celebseg_utils import viz
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.visualization import viz
+    from celebseg_utils.data.pipeline import make_dataset
 
     images, truths = next(iter(make_dataset(prepared, "test", image_size=image_size,
                                             batch_size=rows)))

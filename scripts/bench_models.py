@@ -106,7 +106,7 @@ def bench(image_size=512, runs=5, libraries=("keras_cv", "keras_hub"),
     """One row per (library, backbone): params, GFLOPs, latency, load averages."""
     from tqdm.auto import tqdm
 
-    from celebseg_utils import backbones, models
+    from celebseg_utils.models import backbones, deeplab as models
 
     combos = [(lib, bb) for lib in libraries for bb in (backbone_names or backbones.BACKBONES)]
     rows = []

@@ -48,8 +48,8 @@ def _shadow(prepared: Path, out: Path) -> Path:
 
 
 def build(work: Path, count: int) -> Path:
-    from celebseg_utils.prepare import prepare_dataset
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.prepare import prepare_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     raw = work / "raw"
     if not (raw / "CelebA-HQ-to-CelebA-mapping.txt").exists():
@@ -65,7 +65,7 @@ def naive_dataset(root: Path, ids: list[int], size: int, batch_size: int):
     from PIL import Image
 
     from celebseg_utils import labels as L
-    from celebseg_utils import layout
+    from celebseg_utils.data import layout
 
     class Naive(keras.utils.PyDataset):
         """Per sample: open the photo and every mask PNG, fuse, augment in numpy."""
@@ -176,8 +176,8 @@ def main(argv=None) -> int:
 
         tf.config.threading.set_intra_op_parallelism_threads(args.intra_op_threads)
 
-    from celebseg_utils import layout
-    from celebseg_utils import tfrecords as T
+    from celebseg_utils.data import layout
+    from celebseg_utils.data import shards as T
 
     work = args.work or Path(tempfile.mkdtemp(prefix="bench_pipeline_"))
     prepared = args.prepared or build(work, args.count)
@@ -203,7 +203,7 @@ def main(argv=None) -> int:
     sizes = {name: sum(f.stat().st_size for f in (d / "tfrecords").glob(f"{args.split}-*.tfrecord"))
              for name, d in (("resized", shards), ("original", shards_orig))}
 
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     images = int(args.epochs * len(ids))
     bs = args.batch_size

@@ -6,7 +6,7 @@ Usage::
                                               [--workers N] [--data DIR] [--pillow-only]
 
 Builds (or reuses) a synthetic CelebAMask-HQ folder of ``--count`` faces with
-``celebseg_utils.synthetic.write_synthetic_dataset``, then, alternating in one run and with
+``celebseg_utils.data.synthetic.generator.write_synthetic_dataset``, then, alternating in one run and with
 a fresh output folder each repeat, times
 
 * **prepare**: ``prepare_dataset(..., workers=all cores)`` in this process (pool start-up,
@@ -38,10 +38,10 @@ from PIL import Image
 
 sys.path.insert(0, str(Path(__file__).resolve().parents[1]))
 
-from celebseg_utils import layout  # noqa: E402
+from celebseg_utils.data import layout  # noqa: E402
 from celebseg_utils.labels import ATTRIBUTES  # noqa: E402
-from celebseg_utils.prepare import prepare_dataset  # noqa: E402
-from celebseg_utils.splits import read_mapping  # noqa: E402
+from celebseg_utils.data.prepare import prepare_dataset  # noqa: E402
+from celebseg_utils.data.splits import read_mapping  # noqa: E402
 
 
 def baseline(root: Path, out: Path) -> int:
@@ -75,19 +75,19 @@ def main(argv=None) -> int:
                         help="decode masks with Pillow in prepare too (as without the deflate package)")
     args = parser.parse_args(argv)
     if args.pillow_only:
-        from celebseg_utils import png
+        from celebseg_utils.data import png
 
         png._libdeflate = None  # the workers are forked, so they inherit this
 
     raw = args.data / f"raw-{args.count}-{args.image_size}-s0"
     if not layout.mapping_path(raw).exists():  # the mapping is written last: present = complete
-        from celebseg_utils.synthetic import write_synthetic_dataset
+        from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
         print(f"building {args.count} synthetic faces at {args.image_size} px in {raw} ...")
         write_synthetic_dataset(raw, args.count, image_size=args.image_size, progress=True)
     n_masks = sum(1 for _ in (raw / layout.MASK_DIR).rglob("*.png"))
     cores = len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else os.cpu_count()
-    from celebseg_utils import png
+    from celebseg_utils.data import png
 
     decoder = "Pillow" if png._libdeflate is None else "libdeflate + numpy"
     print(f"data: {raw} ({args.count} images, {n_masks / args.count:.1f} masks/image); prepare decodes with {decoder}; "

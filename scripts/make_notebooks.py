@@ -20,10 +20,10 @@ from nbformat import v4
 REPO_ROOT = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO_ROOT))
 
-from celebseg_utils import notebook as nbh  # noqa: E402  (needs the path above)
+from celebseg_utils.interface import notebook as nbh  # noqa: E402  (needs the path above)
 
 #: GitHub owner/name the badges and the install cell point at (a placeholder until the
-#: project has its public home; change it in celebseg_utils/notebook.py).
+#: project has its public home; change it in celebseg_utils/interface/notebook.py).
 REPOSITORY = nbh.REPOSITORY
 NOTEBOOK_DIR = REPO_ROOT / "notebooks"
 
@@ -164,7 +164,7 @@ Extraction refuses archive entries that would land outside `DATA_DIR` (absolute 
 does nothing, so re-running this cell is cheap.
 """),
         code("""
-from celebseg_utils.download import download_dataset
+from celebseg_utils.data.download import download_dataset
 
 data_root = download_dataset(SOURCE, DATA_DIR, archive=ARCHIVE)
 data_root
@@ -178,7 +178,7 @@ links every image to its CelebA original (that link decides the official train/v
 split in the next notebook). The check below counts them and names anything missing.
 """),
         code("""
-from celebseg_utils.download import verify_layout
+from celebseg_utils.data.download import verify_layout
 
 report = verify_layout(data_root)
 report
@@ -191,8 +191,8 @@ that regularity is what lets a segmentation network learn parts from a few thous
 examples.
 """),
         code("""
-from celebseg_utils import notebook_figures as figures
-from celebseg_utils import viz
+from celebseg_utils.interface import notebook_figures as figures
+from celebseg_utils.visualization import viz
 
 photos = figures.load_photos(data_root, range(NUM_PHOTOS))
 viz.plot_grid([photos], titles=[f"image {k}" for k in range(NUM_PHOTOS)], legend=False);
@@ -247,7 +247,7 @@ The split follows CelebA's official partition through the mapping file: an image
 Preparing the full dataset takes a few minutes; it is done once.
 """),
         code("""
-from celebseg_utils.prepare import prepare_dataset
+from celebseg_utils.data.prepare import prepare_dataset
 
 summary = prepare_dataset(DATA_DIR, PREPARED_DIR, workers=WORKERS, tfrecords=TFRECORDS)
 summary
@@ -260,8 +260,8 @@ two blended. Small parts (the eyes, the brows, an earring) are only a few hundre
 out of 262,144: keep that in mind for notebook 03.
 """),
         code("""
-from celebseg_utils import notebook_figures as figures
-from celebseg_utils import viz
+from celebseg_utils.interface import notebook_figures as figures
+from celebseg_utils.visualization import viz
 
 rows = figures.sample_rows(PREPARED_DIR, SHOW_IDS)
 viz.plot_grid(rows, titles=["photo", "fused label map", "overlay"],
@@ -276,7 +276,7 @@ photo. The viewer is an ipywidgets panel: it needs a live kernel, so a static re
 of this notebook (GitHub, HTML) leaves it out; the cell after it draws what it shows.
 """),
         code("""
-from celebseg_utils.widgets import MaskViewer
+from celebseg_utils.interface.widgets import MaskViewer
 
 viewer = MaskViewer(PREPARED_DIR)
 viewer
@@ -323,7 +323,7 @@ if SMOKE:
 the result in `PREPARED_DIR/stats.json`, which training reads for the class weights.
 """),
         code("""
-from celebseg_utils import stats as S
+from celebseg_utils.data import stats as S
 
 stats = S.compute_stats(PREPARED_DIR, split=SPLIT)
 print(f"{stats['num_images']} images in the {SPLIT} split")
@@ -344,7 +344,7 @@ Frequency is only half of the story. A class can be large when present yet rare 
 share of pixels and the share of images that contain it.
 """),
         code("""
-from celebseg_utils import notebook
+from celebseg_utils.interface import notebook
 
 notebook.frequency_table(stats)
 """),
@@ -371,7 +371,7 @@ of class $c$, $N$ all pixels of the split, $K$ the number of classes present):
 A class absent from the split gets weight 0 in every scheme: there is nothing to weight.
 """),
         code("""
-from celebseg_utils import notebook_figures as figures
+from celebseg_utils.interface import notebook_figures as figures
 
 figures.plot_class_weights(stats);
 """),
@@ -408,7 +408,7 @@ SHOW_IMAGES = 3                    # test images in the prediction grid
 
 TRAIN_SMOKE = """
 if SMOKE:
-    from celebseg_utils import notebook
+    from celebseg_utils.interface import notebook
     from celebseg_utils.demo import smoke_workspace
 
     workspace = smoke_workspace(SMOKE_ROOT, count=48, image_size=64)
@@ -441,7 +441,8 @@ keeps the configuration, checkpoints and history: on Google Drive when it is mou
 under `runs/`.
 """),
             code(f"""
-from celebseg_utils import config, notebook
+from celebseg_utils.engine import config
+from celebseg_utils.interface import notebook
 
 run_dir = notebook.mount_drive_run_dir({name!r}, root=RUN_ROOT)
 cfg = config.resolve_config(preset=PRESET, run_dir=run_dir, overrides=[
@@ -456,8 +457,8 @@ as `best.keras`; `history.json` grows by one entry per epoch. Re-running this ce
 an interrupted run, and returns at once for a finished one.
 """),
             code("""
-from celebseg_utils import notebook_figures as figures
-from celebseg_utils import train
+from celebseg_utils.interface import notebook_figures as figures
+from celebseg_utils.engine import train
 
 result = train.train(cfg)
 figures.plot_history(result["history"]);
@@ -470,7 +471,7 @@ F1 per class, mIoU over the 19 classes, mean F1 over the 18 facial classes (the 
 face-parsing number), and pixel accuracy.
 """),
             code("""
-from celebseg_utils import evaluate
+from celebseg_utils.engine import evaluate
 
 results = evaluate.evaluate_model(result["best_model"], PREPARED_DIR, split="test",
                                   out=run_dir / "results.json")
@@ -486,7 +487,7 @@ step through the test split and compare the two maps with the per-image IoU.
 figures.plot_predictions(result["best_model"], PREPARED_DIR, count=SHOW_IMAGES, split="test");
 """),
             code("""
-from celebseg_utils.widgets import MaskViewer
+from celebseg_utils.interface.widgets import MaskViewer
 
 MaskViewer(PREPARED_DIR, split="test", model=result["best_model"])
 """),
@@ -587,7 +588,7 @@ Each run folder holds the model with the best validation mIoU and its test resul
 evaluated now; a missing run is an error that names the notebook to run.
 """),
         code("""
-from celebseg_utils import notebook
+from celebseg_utils.interface import notebook
 
 run_dirs = notebook.ensure_runs(RUNS, PREPARED_DIR, root=RUN_ROOT, smoke=SMOKE)
 run_dirs
@@ -601,7 +602,7 @@ run_dirs
 the 18 facial classes and pixel accuracy.
 """),
         code("""
-from celebseg_utils import evaluate
+from celebseg_utils.engine import evaluate
 
 comparison = evaluate.compare_runs(run_dirs)
 notebook.Markdown(comparison["table"])
@@ -613,7 +614,7 @@ The shaded columns, with red names, are the rare classes: eyeglasses, hat, earri
 necklace. F1 first, then IoU (IoU is the stricter of the two: F1 = 2·IoU / (1 + IoU)).
 """),
         code("""
-from celebseg_utils import notebook_figures as figures
+from celebseg_utils.interface import notebook_figures as figures
 
 figures.plot_comparison(comparison["runs"], metric="f1");
 """),

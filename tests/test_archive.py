@@ -7,7 +7,7 @@ from pathlib import Path
 
 import pytest
 
-from celebseg_utils import archive as A
+from celebseg_utils.data import archive as A
 from celebseg_utils.errors import CelebsegError
 
 GOOD = {"top/a.txt": b"alpha", "top/sub/b.bin": bytes(range(256)) * 3}

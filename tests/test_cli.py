@@ -64,7 +64,7 @@ def test_unknown_arguments_are_reported_before_missing_required_ones(capsys):
      "error: HDF5 error: /r/best.keras"),
 ])
 def test_environment_errors_are_one_line(monkeypatch, capsys, exc, line):
-    from celebseg_utils import synthetic
+    from celebseg_utils.data.synthetic import generator as synthetic
 
     def boom(args):
         raise exc

@@ -7,7 +7,7 @@ import json
 import pytest
 import yaml
 
-from celebseg_utils import config as C
+from celebseg_utils.engine import config as C
 from celebseg_utils.errors import CelebsegError
 
 

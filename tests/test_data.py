@@ -82,7 +82,7 @@ def _all(ds):
 
 
 def test_int_batches_without_augment_give_the_prepared_labels_exactly(prepared):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     batches = _all(make_dataset(prepared, "train", image_size=SIZE, batch_size=4))
     assert [b[0].shape for b in batches] == [(4, SIZE, SIZE, 3), (2, SIZE, SIZE, 3)]
@@ -98,7 +98,7 @@ def test_int_batches_without_augment_give_the_prepared_labels_exactly(prepared):
 
 
 def test_smaller_sizes_take_every_other_label_pixel(prepared):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     (images, labels), = _all(make_dataset(prepared, "val", image_size=SIZE // 2, batch_size=2))
     assert images.shape == (2, SIZE // 2, SIZE // 2, 3)
@@ -106,7 +106,7 @@ def test_smaller_sizes_take_every_other_label_pixel(prepared):
 
 
 def test_one_hot_rows_sum_to_one_and_match_the_int_labels(prepared):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     (_, onehot), = _all(make_dataset(prepared, "val", image_size=SIZE, encoding="onehot"))
     (_, ints), = _all(make_dataset(prepared, "val", image_size=SIZE))
@@ -116,7 +116,7 @@ def test_one_hot_rows_sum_to_one_and_match_the_int_labels(prepared):
 
 
 def test_flip_swaps_exactly_the_left_right_ids_and_mirrors_the_image():
-    from celebseg_utils import augment
+    from celebseg_utils.data import augment
 
     changed = {c: int(p) for c, p in enumerate(L.FLIP_PERMUTATION) if p != c}
     assert changed == {4: 5, 5: 4, 6: 7, 7: 6, 8: 9, 9: 8}
@@ -134,8 +134,8 @@ def test_flip_swaps_exactly_the_left_right_ids_and_mirrors_the_image():
 def test_augmented_photo_and_label_share_the_geometry(prepared, monkeypatch):
     """Without colour jitter the photo shows, at each interior pixel, the palette colour of
     its label's class (mirrored classes for a flipped sample): same warp for both."""
-    from celebseg_utils import augment
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data import augment
+    from celebseg_utils.data.pipeline import make_dataset
 
     monkeypatch.setattr(augment, "MAX_BRIGHTNESS", 0.0)
     monkeypatch.setattr(augment, "CONTRAST_RANGE", (1.0, 1.0))
@@ -161,7 +161,7 @@ def test_augmented_photo_and_label_share_the_geometry(prepared, monkeypatch):
 
 
 def test_same_seed_same_batches_other_seed_other_batches(prepared):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     def take(seed):
         ds = make_dataset(prepared, "train", image_size=SIZE, batch_size=4, augment=True,
@@ -178,8 +178,8 @@ def test_same_seed_same_batches_other_seed_other_batches(prepared):
 
 
 def test_per_image_and_class_weights_follow_the_final_label(prepared):
-    from celebseg_utils import stats
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data import stats
+    from celebseg_utils.data.pipeline import make_dataset
 
     images, labels, weights = _all(make_dataset(prepared, "train", image_size=SIZE, batch_size=3,
                                                 augment=True, seed=1, sample_weights="per_image"))[0]
@@ -194,7 +194,7 @@ def test_per_image_and_class_weights_follow_the_final_label(prepared):
 
 
 def test_bad_arguments_and_missing_photos_are_user_errors(prepared, tmp_path):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
     from celebseg_utils.errors import CelebsegError
 
     with pytest.raises(CelebsegError, match="unknown split"):
@@ -213,7 +213,7 @@ def test_bad_arguments_and_missing_photos_are_user_errors(prepared, tmp_path):
 
 @pytest.mark.slow
 def test_real_samples_keep_their_label_ids(real_samples_dir, tmp_path):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     labels = {k: np.asarray(Image.open(real_samples_dir / f"{k}.png")) for k in (0, 1)}
     photos = {k: real_samples_dir / f"{k}.jpg" for k in (0, 1)}
@@ -239,7 +239,7 @@ def _distributed_worker(prepared: str) -> dict:
 
     cpu = tf.config.list_physical_devices("CPU")[0]
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     strategy = tf.distribute.MirroredStrategy(["/cpu:0", "/cpu:1"])
     kwargs = dict(image_size=32, batch_size=4, augment=True, shuffle=True, seed=5, repeat=True,
@@ -275,7 +275,7 @@ if __name__ == "__main__":
 def test_banded_augmentation_equals_the_whole_image_warp(monkeypatch):
     import tensorflow as tf
 
-    from celebseg_utils import augment as A
+    from celebseg_utils.data import augment as A
 
     rng = np.random.default_rng(3)
     photo = tf.constant(rng.integers(0, 256, (128, 128, 3), dtype=np.uint8))

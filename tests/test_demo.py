@@ -3,9 +3,9 @@
 import numpy as np
 from PIL import Image
 
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.demo import smoke_workspace
-from celebseg_utils.masks import fuse_masks
+from celebseg_utils.data.masks import fuse_masks
 
 
 def _labels_match_masks(ws):

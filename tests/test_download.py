@@ -8,7 +8,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils import cli, download as D, layout
+from celebseg_utils import cli
+from celebseg_utils.data import download as D, layout
 from celebseg_utils.errors import CelebsegError
 
 IDS = (0, 1, 2001)  # two mask folders: 0 and 1
@@ -256,7 +257,7 @@ def test_cli(tmp_path, good_zip, capsys):
 
 
 def test_round_trip_of_the_synthetic_generator(tmp_path):
-    synthetic = pytest.importorskip("celebseg_utils.synthetic")
+    synthetic = pytest.importorskip("celebseg_utils.data.synthetic.generator")
     raw = synthetic.write_synthetic_dataset(tmp_path / "synth", count=3, image_size=32, seed=0,
                                             progress=False)
     archive = zip_folder(Path(raw), tmp_path / "synth.zip")

@@ -8,17 +8,17 @@ import numpy as np
 import pytest
 
 from celebseg_utils import labels as L
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.cli import main
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.evaluate import (compare_runs, evaluate_model, load_model_checked,
+from celebseg_utils.engine.evaluate import (compare_runs, evaluate_model, load_model_checked,
                                      read_results, results_path, run_name)
 
 
 @pytest.fixture(scope="module")
 def prepared(tmp_path_factory):
-    from celebseg_utils.prepare import prepare_dataset
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.prepare import prepare_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("eval")
     write_synthetic_dataset(root / "raw", 24, image_size=64, seed=3, progress=False)
@@ -42,7 +42,7 @@ def independent_counts(model, prepared, split="test"):
     """
     from PIL import Image
 
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     ids = layout.read_split(prepared, split)
     photos = [x.numpy() for x, _ in make_dataset(prepared, split, image_size=64, batch_size=1)]
@@ -99,10 +99,10 @@ def test_evaluate_equals_numpy_counts_on_the_same_images(prepared, tmp_path):
 
 def test_perfect_predictions_score_one(prepared, tmp_path, monkeypatch):
     """A model that returns the truth as logits scores 1.0 everywhere it is defined."""
-    from celebseg_utils import evaluate as E
+    from celebseg_utils.engine import evaluate as E
 
     truths = {}
-    import celebseg_utils.data as D
+    import celebseg_utils.data.pipeline as D
 
     real = D.make_dataset
 
@@ -171,7 +171,7 @@ def test_cli_evaluate_and_compare(prepared, tmp_path, capsys):
 @pytest.mark.slow
 def test_evaluate_a_deeplab_model_from_the_factory(prepared):
     """Random-init MobileNetV3 DeepLabV3+ at 64 px: the real model class goes through too."""
-    from celebseg_utils.models import build_model
+    from celebseg_utils.models.deeplab import build_model
 
     model = build_model(backbone="mobilenet_v3_large", image_size=64)
     results = evaluate_model(model, prepared, split="val", batch_size=4, progress=False)

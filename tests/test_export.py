@@ -10,7 +10,7 @@ from PIL import Image
 
 from celebseg_utils import cli
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.export import export_model, run_onnx, run_savedmodel, run_tflite
+from celebseg_utils.engine.export import export_model, run_onnx, run_savedmodel, run_tflite
 
 SIZE = 128
 RUNNERS = {"savedmodel": run_savedmodel, "tflite": run_tflite, "onnx": run_onnx}
@@ -24,7 +24,7 @@ def keras_model_path(tmp_path_factory):
     Random weights are acceptable for parity: the exports must reproduce whatever function
     the Keras model computes, trained or not (a trained one only has larger logit margins).
     """
-    from celebseg_utils.models import build_model
+    from celebseg_utils.models.deeplab import build_model
 
     path = tmp_path_factory.mktemp("model") / "m.keras"
     with warnings.catch_warnings():  # Keras's own saving code trips a numpy-2 deprecation
@@ -43,7 +43,7 @@ def real_batch(real_samples_dir):
 
 @pytest.fixture(scope="module")
 def keras_logits(keras_model_path, real_batch):
-    from celebseg_utils.train import load_trained_model
+    from celebseg_utils.engine.train import load_trained_model
 
     return np.asarray(load_trained_model(keras_model_path)(real_batch, training=False))
 

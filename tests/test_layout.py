@@ -3,7 +3,7 @@ from pathlib import Path
 
 import pytest
 
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 
 

@@ -7,7 +7,7 @@ import numpy as np
 import pytest
 import tensorflow as tf
 
-from celebseg_utils import losses as L
+from celebseg_utils.models import losses as L
 from celebseg_utils.errors import CelebsegError
 
 # A 2x3 image, 3 classes; pixel (1, 2) has equal logits. Labels cover classes 0 and 1 only,

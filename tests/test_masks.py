@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils import layout, masks, png
+from celebseg_utils.data import layout, masks, png
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.labels import ATTRIBUTES
 
@@ -177,7 +177,7 @@ def test_fuse_matches_published_algorithm_on_overlapping_masks(tmp_path, fast, m
 
 
 def test_fuse_matches_published_algorithm_on_synthetic_faces(tmp_path):
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     root = write_synthetic_dataset(tmp_path / "raw", 4, image_size=64, seed=3, progress=False)
     overlaps = 0

@@ -8,7 +8,7 @@ import keras
 import numpy as np
 import pytest
 
-from celebseg_utils import metrics as M
+from celebseg_utils.models import metrics as M
 from celebseg_utils.labels import CLASS_NAMES
 
 

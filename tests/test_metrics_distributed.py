@@ -25,7 +25,7 @@ def worker() -> dict:
     import keras
     import numpy as np
 
-    from celebseg_utils import losses, metrics
+    from celebseg_utils.models import losses, metrics
 
     c = 5
     rng = np.random.default_rng(0)

@@ -9,7 +9,7 @@ import keras
 import numpy as np
 import pytest
 
-from celebseg_utils import backbones, models
+from celebseg_utils.models import backbones, deeplab as models
 from celebseg_utils.errors import CelebsegError
 
 # keras-cv's get_weights() trips a NumPy 2 deprecation inside Keras; not ours to fix.
@@ -113,7 +113,7 @@ def test_saves_to_keras_file_and_reloads_with_identical_outputs(built, combo, tm
 def test_trains_mixed_with_our_loss_and_metric_and_reloads_compiled(built_mixed, tmp_path):
     # mixed_float16 is the riskier path (loss scaling, float16 body); float32 training is
     # covered by the tiny models of test_losses and test_metrics.
-    from celebseg_utils import losses, metrics
+    from celebseg_utils.models import losses, metrics
 
     policy = "mixed_float16"
     model = built_mixed[("keras_cv", "mobilenet_v3_large")]

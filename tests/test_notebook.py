@@ -1,4 +1,4 @@
-"""celebseg_utils.notebook: runtime detection, install command, badges, run folders."""
+"""celebseg_utils.interface.notebook: runtime detection, install command, badges, run folders."""
 
 from __future__ import annotations
 
@@ -8,7 +8,7 @@ import types
 
 import pytest
 
-from celebseg_utils import notebook
+from celebseg_utils.interface import notebook
 
 
 def test_runtime_detection_reads_modules_and_environment():
@@ -161,7 +161,7 @@ def test_ensure_runs_keeps_evaluated_runs_and_names_the_missing_notebook(tmp_pat
 
 
 def test_ensure_runs_evaluates_trained_and_trains_missing_in_smoke(tmp_path, monkeypatch):
-    import celebseg_utils.evaluate as evaluate
+    import celebseg_utils.engine.evaluate as evaluate
 
     trained, evaluated = [], []
     (tmp_path / "weighted_ce").mkdir()
@@ -190,7 +190,7 @@ def test_ensure_runs_evaluates_trained_and_trains_missing_in_smoke(tmp_path, mon
 
 def test_smoke_runs_use_the_loss_of_their_notebook():
     assert notebook.RUN_LOSSES["weighted_ce"] == ("loss.name=weighted_ce", "loss.class_weights=median_freq")
-    from celebseg_utils.config import resolve_config
+    from celebseg_utils.engine.config import resolve_config
 
     cfg = resolve_config(preset=notebook.SMOKE_PRESET, run_dir="/tmp/x",
                          overrides=[*notebook.RUN_LOSSES["weighted_ce"], *notebook.SMOKE_OVERRIDES])

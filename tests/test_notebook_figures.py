@@ -1,4 +1,4 @@
-"""celebseg_utils.notebook_figures: the pictures of the notebooks, checked on tiny data."""
+"""celebseg_utils.interface.notebook_figures: the pictures of the notebooks, checked on tiny data."""
 
 from __future__ import annotations
 
@@ -13,8 +13,8 @@ import pytest  # noqa: E402
 from PIL import Image  # noqa: E402
 
 from celebseg_utils import labels as L  # noqa: E402
-from celebseg_utils import layout  # noqa: E402
-from celebseg_utils import notebook_figures as F  # noqa: E402
+from celebseg_utils.data import layout  # noqa: E402
+from celebseg_utils.interface import notebook_figures as F  # noqa: E402
 from celebseg_utils.errors import CelebsegError  # noqa: E402
 
 
@@ -37,7 +37,7 @@ def test_load_photos_and_sample_rows(tmp_path):
     import numpy as np
     from PIL import Image
 
-    from celebseg_utils import layout
+    from celebseg_utils.data import layout
 
     raw, prep = tmp_path / "raw", tmp_path / "prep"
     photo = np.zeros((8, 8, 3), np.uint8)

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils import png
+from celebseg_utils.data import png
 
 
 def _png(array, mode=None, **save):

@@ -12,7 +12,7 @@ from PIL import Image
 from celebseg_utils import cli
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.labels import FLIP_PERMUTATION, class_id
-from celebseg_utils.predict import image_files, pad_to_square, predict_images, predict_logits
+from celebseg_utils.engine.predict import image_files, pad_to_square, predict_images, predict_logits
 
 
 def _conv_model(size, kernel, channels=19):
@@ -32,7 +32,7 @@ def mobilenet_path(tmp_path_factory):
 
     Random weights are enough here: these tests check geometry and symmetry, not accuracy.
     """
-    from celebseg_utils.models import build_model
+    from celebseg_utils.models.deeplab import build_model
 
     path = tmp_path_factory.mktemp("model") / "m.keras"
     with warnings.catch_warnings():  # Keras's own saving code trips a numpy-2 deprecation
@@ -43,7 +43,7 @@ def mobilenet_path(tmp_path_factory):
 
 @pytest.fixture(scope="module")
 def mobilenet(mobilenet_path):
-    from celebseg_utils.train import load_trained_model
+    from celebseg_utils.engine.train import load_trained_model
 
     return load_trained_model(mobilenet_path)
 

@@ -14,7 +14,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils import layout, prepare
+from celebseg_utils.data import layout, prepare
 from celebseg_utils.cli import main
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_path
@@ -22,7 +22,7 @@ from celebseg_utils.labels import ATTRIBUTES
 
 
 def reference_g_mask(root: Path, k: int, size: int) -> np.ndarray:
-    """g_mask.py as published (kept independent of celebseg_utils.masks)."""
+    """g_mask.py as published (kept independent of celebseg_utils.data.masks)."""
     im_base = np.zeros((size, size), dtype=np.uint8)
     for idx, attribute in enumerate(ATTRIBUTES):
         path = layout.mask_path(root, k, attribute)
@@ -66,7 +66,7 @@ def write_mapping(root: Path, orig_by_k: dict[int, int]) -> None:
 
 @pytest.fixture(scope="module")
 def synth_raw(tmp_path_factory) -> Path:
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("synth") / "raw", 6, image_size=32,
                                    seed=1, progress=False)
@@ -112,7 +112,7 @@ def test_real_samples_byte_for_byte(tmp_path, real_samples_dir):
 
 @pytest.mark.slow
 def test_parallel_prepare_matches_published_algorithm_on_synthetic_faces(tmp_path):
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     root = write_synthetic_dataset(tmp_path / "raw", 40, image_size=64, seed=2, progress=False)
     info = prepare.prepare_dataset(root, tmp_path / "prep", workers=2, progress=False)
@@ -239,7 +239,7 @@ def test_raw_folder_problems_are_named(tmp_path, raw, synth_raw):
 
 
 def test_out_made_from_other_data_is_refused_and_kept(tmp_path, raw):
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     out = tmp_path / "out"
     prepare.prepare_dataset(raw, out, workers=1, progress=False)
@@ -327,9 +327,9 @@ def test_cli_errors_are_one_line_with_exit_status_2(tmp_path, raw, capsys):
 
 def test_cli_success_and_tfrecords_hook(tmp_path, raw, capsys, monkeypatch):
     seen = []
-    fake = types.ModuleType("celebseg_utils.tfrecords")
+    fake = types.ModuleType("celebseg_utils.data.shards")
     fake.write_tfrecord_shards = lambda prepared, progress=True: seen.append((Path(prepared), progress))
-    monkeypatch.setitem(sys.modules, "celebseg_utils.tfrecords", fake)
+    monkeypatch.setitem(sys.modules, "celebseg_utils.data.shards", fake)
     out = tmp_path / "o"
     code = main(["prepare", "--data-root", str(raw), "--out", str(out), "--tfrecords"])
     assert code == 0 and seen == [(out, True)]

@@ -23,9 +23,9 @@ from pathlib import Path
 
 import pytest
 
-from celebseg_utils import archive as A
-from celebseg_utils import download as D
-from celebseg_utils import layout
+from celebseg_utils.data import archive as A
+from celebseg_utils.data import download as D
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 from reliability import REPO_ROOT, assert_user_error, partial_files, run_cli, tree_digest
 from test_archive import _tar
@@ -423,7 +423,8 @@ def test_spaces_and_non_ascii_paths(tmp_path, raw):
 
 KILL_DURING_UNPACK = """
 import os, signal, sys
-from celebseg_utils import archive, cli
+from celebseg_utils.data import archive
+from celebseg_utils import cli
 real, count = archive._copy_stream, [0]
 def copy(src, dest, bar):
     count[0] += 1

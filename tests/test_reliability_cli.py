@@ -37,8 +37,8 @@ SIZE = 64
 @pytest.fixture(scope="module")
 def data(tmp_path_factory) -> dict:
     """``{"raw": synthetic raw root, "prep": its prepared folder}`` (6 faces, 64 px)."""
-    from celebseg_utils.prepare import prepare_dataset
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.prepare import prepare_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("data")
     raw = write_synthetic_dataset(root / "raw", 6, image_size=SIZE, progress=False)
@@ -58,7 +58,7 @@ def models(tmp_path_factory) -> dict:
     """Good and bad model paths: ``good`` (19 classes), ``classes5``, ``truncated`` (the
     first half of the good .keras zip), ``text`` (a text file named .keras), ``folder``
     (a folder with no model), ``missing`` (no such file)."""
-    from celebseg_utils.models import build_model
+    from celebseg_utils.models.deeplab import build_model
 
     root = tmp_path_factory.mktemp("models")
     good = _save(build_model(backbone="mobilenet_v3_large", image_size=SIZE), root / "good.keras")
@@ -465,7 +465,7 @@ def _model_argv(command: str, model, ws: Path, data) -> list:
         "`load_model_checked` raises CelebsegError too"))
     for cmd in ("evaluate", "predict", "export") for key, tried, names in MODEL_PROBLEMS])
 def test_bad_model_is_refused(command, problem, names, tmp_path, data, models):
-    from celebseg_utils.evaluate import load_model_checked
+    from celebseg_utils.engine.evaluate import load_model_checked
 
     write_photo(tmp_path / "in" / "face.jpg")
     roots = (tmp_path, models["good"].parent, data["prep"].parent)
@@ -575,7 +575,7 @@ def _mixed_folder(root: Path) -> Path:
                          "stops: one-line error naming the first bad file and `--skip-bad`, "
                          "exit 2, nothing written")
 def test_mixed_folder_stops_before_writing(tmp_path, models):
-    from celebseg_utils.predict import predict_images
+    from celebseg_utils.engine.predict import predict_images
 
     folder = _mixed_folder(tmp_path)
     before = snapshot(tmp_path)
@@ -655,8 +655,8 @@ def test_predict_paths_with_spaces_and_unicode(tmp_path, models):
                          "non-ASCII)", "success: a SavedModel there whose logits match Keras's "
                          "(to 1e-4 of their scale); nothing else beside it")
 def test_export_path_with_spaces_and_unicode(tmp_path, models):
-    from celebseg_utils.export import run_savedmodel
-    from celebseg_utils.train import load_trained_model
+    from celebseg_utils.engine.export import run_savedmodel
+    from celebseg_utils.engine.train import load_trained_model
 
     out = tmp_path / "exp dir" / "sävéd 顔"
     result = run_cli(["export", "--model", models["good"], "--format", "savedmodel",

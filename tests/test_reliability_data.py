@@ -30,11 +30,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.masks import existing_masks, fuse_masks
-from celebseg_utils.prepare import encode_label_png, prepare_dataset
-from celebseg_utils.splits import official_splits
+from celebseg_utils.data.masks import existing_masks, fuse_masks
+from celebseg_utils.data.prepare import encode_label_png, prepare_dataset
+from celebseg_utils.data.splits import official_splits
 from reliability import (assert_user_error, partial_files, run_cli, run_cli_subprocess,
                          tree_digest)
 
@@ -44,7 +44,7 @@ IS_ROOT = hasattr(os, "geteuid") and os.geteuid() == 0
 
 @pytest.fixture(scope="module")
 def good(tmp_path_factory) -> Path:
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     return write_synthetic_dataset(tmp_path_factory.mktemp("good") / "raw", N, image_size=SIZE,
                                    seed=3, progress=False)
@@ -521,7 +521,7 @@ def test_out_is_a_file(raw, tmp_path):
 ])
 def test_out_holds_labels_of_other_data(raw, tmp_path, expected, seed, size):
     """Before the fix a re-run kept every label it found: the old data's labels stayed."""
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     other = write_synthetic_dataset(tmp_path / "other", N, image_size=size, seed=seed,
                                     progress=False)
@@ -618,7 +618,7 @@ def test_damaged_label_then_stats(raw, tmp_path, expected, damage):
         "CelebsegError naming the label (not a tf NotFoundError mid-epoch)")),
 ])
 def test_file_deleted_after_prepare_then_make_dataset(raw, tmp_path, which):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     out = tmp_path / "out"
     assert prepare(raw, out).code == 0
@@ -637,7 +637,7 @@ def test_file_deleted_after_prepare_then_make_dataset(raw, tmp_path, which):
 def test_spaces_and_non_ascii_paths(good, tmp_path, expected):
     import tensorflow as tf
 
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     base = tmp_path / "Fäces données" / "日本"
     raw = Path(shutil.copytree(good, base / "raw data"))

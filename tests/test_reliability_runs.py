@@ -30,8 +30,8 @@ from PIL import Image
 
 from reliability import REPO_ROOT, Result, assert_user_error, partial_files, run_cli, tree_digest
 
-from celebseg_utils import callbacks as cb
-from celebseg_utils import layout
+from celebseg_utils.engine import callbacks as cb
+from celebseg_utils.data import layout
 
 SOURCES, COPIES = 24, 1600   # prepare: 24 drawn faces, hard-linked to 1600 images
 EPOCHS, STEPS = 3, 3         # train: 3 epochs of 3 steps
@@ -133,7 +133,7 @@ def _assert_labels_whole(out: Path, setup) -> int:
 
 def _replicate(src: Path, raw: Path, count: int) -> Path:
     """A raw folder of ``count`` images whose files are hard links to ``src``'s images."""
-    from celebseg_utils.splits import read_mapping
+    from celebseg_utils.data.splits import read_mapping
 
     rows = read_mapping(layout.mapping_path(src))
     (raw / layout.IMAGE_DIR).mkdir(parents=True)
@@ -156,8 +156,8 @@ def _replicate(src: Path, raw: Path, count: int) -> Path:
 @pytest.fixture(scope="module")
 def raw_setup(tmp_path_factory):
     """1600 images to prepare (slow enough to kill mid-way) and an uninterrupted reference."""
-    from celebseg_utils.masks import fuse_masks
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.masks import fuse_masks
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     root = tmp_path_factory.mktemp("raw")
     src = write_synthetic_dataset(root / "src", SOURCES, image_size=64, seed=0, progress=False)
@@ -300,7 +300,7 @@ def _global_step(log: str) -> int:
 
 def _assert_complete(run: Path, resumed_from: int):
     """A finished run: each epoch once in history and summary, models that load."""
-    from celebseg_utils.train import load_trained_model
+    from celebseg_utils.engine.train import load_trained_model
 
     rows = cb.read_history_csv(run / "history.csv")
     assert [r["epoch"] for r in rows] == list(range(EPOCHS))
@@ -364,7 +364,7 @@ def test_sigkill_while_writing_a_checkpoint(tmp_path, tiny_prepared):
     assert killed.code == -signal.SIGKILL and left, str(killed)
     backed_up = cb.backup_epoch(run / "backup")
     if (run / "best.keras").exists():  # a final name holds a whole model, or nothing
-        from celebseg_utils.train import load_trained_model
+        from celebseg_utils.engine.train import load_trained_model
 
         load_trained_model(run / "best.keras")
 
@@ -504,7 +504,7 @@ def test_checkpoint_save_on_a_full_disk(tmp_path, kind, capfd):
     "one-line error naming epoch 2 and its step and the fix, exit 2; best.keras = epoch 1's "
     "backed-up weights, all finite")
 def test_nan_loss_keeps_the_best_model(tmp_path, tiny_prepared):
-    from celebseg_utils.train import load_trained_model
+    from celebseg_utils.engine.train import load_trained_model
 
     # lr: warm-up to 1e-3 over epoch 1 (3 steps), then "decay" from 1e-3 towards 1e30: 0 at
     # step 4 (float32 rounding), 1.5e29 at step 5, so step 6's loss (epoch 2) is not finite.

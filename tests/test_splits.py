@@ -7,7 +7,7 @@ import doctest
 import numpy as np
 import pytest
 
-from celebseg_utils import layout, splits
+from celebseg_utils.data import layout, splits
 from celebseg_utils.errors import CelebsegError
 
 HEADER = f"{'idx':<12}{'orig_idx':<12}{'orig_file':<12}\n"  # the real file's spacing

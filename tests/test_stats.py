@@ -9,7 +9,8 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils import cli, stats
+from celebseg_utils import cli
+from celebseg_utils.data import stats
 from celebseg_utils.errors import CelebsegError
 
 # Image A: 10 background, 4 skin, 2 hair. Image B: 8 background, 8 skin.

@@ -1,4 +1,4 @@
-"""Tests of celebseg_utils.synthetic: layout, determinism, splits, attributes, CLI."""
+"""Tests of celebseg_utils.data.synthetic.generator: layout, determinism, splits, attributes, CLI."""
 
 from __future__ import annotations
 
@@ -9,10 +9,11 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils import cli, layout
+from celebseg_utils import cli
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.labels import ATTRIBUTES
-from celebseg_utils.synthetic import mapping_text, split_plan, write_image, write_synthetic_dataset
+from celebseg_utils.data.synthetic.generator import mapping_text, split_plan, write_image, write_synthetic_dataset
 
 MASK_NAME = re.compile(r"^(\d{5})_(" + "|".join(ATTRIBUTES) + r")\.png$")
 
@@ -126,7 +127,7 @@ def test_same_seed_same_bytes_any_worker_count_and_other_seed_differs(tmp_path):
 
 def test_worker_processes_started_by_forkserver_give_the_same_bytes(tmp_path, monkeypatch):
     """The start method used once TensorFlow is loaded (forking its threads can deadlock)."""
-    from celebseg_utils import synthetic
+    from celebseg_utils.data.synthetic import generator as synthetic
 
     monkeypatch.setitem(__import__("sys").modules, "tensorflow", object())
     assert synthetic._start_method() in ("forkserver", "spawn")

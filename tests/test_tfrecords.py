@@ -13,7 +13,7 @@ import pytest
 from PIL import Image
 
 from celebseg_utils import labels as L
-from celebseg_utils import tfrecords as T
+from celebseg_utils.data import shards as T
 from celebseg_utils.errors import CelebsegError
 
 SIZE = 32
@@ -100,7 +100,7 @@ def test_jpeg_quality_is_recorded_and_trades_bytes_for_fidelity(prepared):
 
 
 def test_make_dataset_reads_the_shards_and_gives_the_png_batches(prepared):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     png = [tuple(t.numpy() for t in b) for b in make_dataset(prepared, "train", SIZE, batch_size=4)]
     T.write_tfrecord_shards(prepared, images_per_shard=4, progress=False, workers=1)
@@ -117,7 +117,7 @@ def test_make_dataset_reads_the_shards_and_gives_the_png_batches(prepared):
 
 
 def test_shuffled_shard_reading_is_seeded_and_covers_the_split(prepared):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     T.write_tfrecord_shards(prepared, images_per_shard=2, progress=False, workers=1)
 
@@ -140,7 +140,7 @@ def test_shuffled_shard_reading_is_seeded_and_covers_the_split(prepared):
 
 
 def test_stale_shards_are_refused(prepared):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     T.write_tfrecord_shards(prepared, progress=False, workers=1)
     (prepared / "splits" / "val.txt").write_text("1\n")
@@ -169,7 +169,7 @@ def test_a_missing_photo_is_a_user_error(prepared):
 
 @pytest.mark.slow
 def test_real_samples_round_trip_through_shards(real_samples_dir, tmp_path):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     raw, prep = tmp_path / "raw", tmp_path / "prep"
     (raw / "CelebA-HQ-img").mkdir(parents=True)
@@ -192,10 +192,10 @@ def test_real_samples_round_trip_through_shards(real_samples_dir, tmp_path):
 
 @pytest.mark.slow
 def test_synth_prepare_tfrecords_then_batches(tmp_path):
-    from celebseg_utils import masks
-    from celebseg_utils.data import make_dataset
-    from celebseg_utils.prepare import prepare_dataset
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data import masks
+    from celebseg_utils.data.pipeline import make_dataset
+    from celebseg_utils.data.prepare import prepare_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     raw = write_synthetic_dataset(tmp_path / "raw", 12, image_size=64, seed=1, progress=False)
     prep = tmp_path / "prep"

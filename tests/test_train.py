@@ -15,16 +15,16 @@ import pytest
 
 keras = pytest.importorskip("keras")
 
-from celebseg_utils import callbacks as cb  # noqa: E402
-from celebseg_utils import config as C  # noqa: E402
+from celebseg_utils.engine import callbacks as cb  # noqa: E402
+from celebseg_utils.engine import config as C  # noqa: E402
 from celebseg_utils.errors import CelebsegError  # noqa: E402
-from celebseg_utils.train import WarmupDecay  # noqa: E402
+from celebseg_utils.engine.train import WarmupDecay  # noqa: E402
 
 
 def make_tiny_prepared(root: Path, count: int = 24, image_size: int = 64) -> Path:
     """A synthetic raw folder under ``root/raw`` and its prepared twin ``root/prepared``."""
-    from celebseg_utils.prepare import prepare_dataset
-    from celebseg_utils.synthetic import write_synthetic_dataset
+    from celebseg_utils.data.prepare import prepare_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 
     raw, prepared = Path(root) / "raw", Path(root) / "prepared"
     if not (prepared / "prepare.json").exists():
@@ -187,7 +187,7 @@ def test_nan_guard_message():
 
 
 def test_strategy_and_precision_on_cpu():
-    from celebseg_utils import strategy as st
+    from celebseg_utils.engine import strategy as st
 
     assert st.describe_strategy(st.make_strategy("auto")) == {
         "strategy": "_DefaultDistributionStrategy", "replicas": 1}
@@ -211,7 +211,7 @@ def test_worker_tag_only_the_chief_writes_the_run(jobs, task, tag):
 
     import tensorflow as tf
 
-    from celebseg_utils.strategy import worker_tag
+    from celebseg_utils.engine.strategy import worker_tag
 
     resolver = tf.distribute.cluster_resolver.SimpleClusterResolver(
         tf.train.ClusterSpec(jobs), task_type=task[0], task_id=task[1])
@@ -221,7 +221,7 @@ def test_worker_tag_only_the_chief_writes_the_run(jobs, task, tag):
 # --------------------------------------------------------------------------- train
 
 def test_train_errors_before_any_work(tmp_path):
-    from celebseg_utils.train import train
+    from celebseg_utils.engine.train import train
 
     cfg = C.resolve_config(preset="cpu-demo", overrides=[f"data.prepared={tmp_path}/nothing"],
                            run_dir=str(tmp_path / "run"))
@@ -234,7 +234,7 @@ def test_train_errors_before_any_work(tmp_path):
 
 @pytest.mark.slow
 def test_train_tiny_run_end_to_end(tmp_path, tiny_prepared):
-    from celebseg_utils.train import load_trained_model, tensorboard_available, train
+    from celebseg_utils.engine.train import load_trained_model, tensorboard_available, train
 
     run = tmp_path / "run"
     cfg = C.resolve_config(preset="cpu-demo", overrides=tiny_overrides(tiny_prepared),
@@ -321,7 +321,7 @@ def test_cli_print_config_and_usage_errors(capsys):
 
 @pytest.mark.slow
 def test_weighted_loss_and_sample_weights_come_from_stats(tmp_path, tiny_prepared):
-    from celebseg_utils.train import train
+    from celebseg_utils.engine.train import train
 
     cfg = C.resolve_config(preset="cpu-demo", run_dir=str(tmp_path / "w"), overrides=tiny_overrides(
         tiny_prepared, **{"loss.name": "weighted_ce", "data.sample_weights": "per_image",

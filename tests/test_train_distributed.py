@@ -25,8 +25,8 @@ def worker(prepared: str, run: str) -> dict:
     tf.config.set_logical_device_configuration(cpu, [tf.config.LogicalDeviceConfiguration()] * 2)
     from test_train import tiny_overrides
 
-    from celebseg_utils.config import resolve_config
-    from celebseg_utils.train import train
+    from celebseg_utils.engine.config import resolve_config
+    from celebseg_utils.engine.train import train
 
     cfg = resolve_config(preset="cpu-demo", run_dir=run, overrides=tiny_overrides(
         Path(prepared), strategy="mirrored", epochs=1, steps_per_epoch=2, batch_size=4))

@@ -20,7 +20,7 @@ import pytest
 
 from test_train import make_tiny_prepared, tiny_overrides
 
-from celebseg_utils import callbacks as cb
+from celebseg_utils.engine import callbacks as cb
 
 REPO = Path(__file__).resolve().parents[1]
 EPOCHS, STEPS = 3, 3
@@ -85,7 +85,7 @@ def test_sigkill_after_first_epoch_resumes_at_second(tmp_path):
 
     # The optimizer state came back with the weights: its step counter is the whole run's.
     check = (
-        "import sys, keras, celebseg_utils.train;"
+        "import sys, keras, celebseg_utils.engine.train;"
         "m = keras.saving.load_model(sys.argv[1]); print(int(m.optimizer.iterations))")
     steps = subprocess.run([sys.executable, "-c", check, str(run / "final.keras")], cwd=REPO,
                            env=_env(), capture_output=True, text=True, timeout=120)

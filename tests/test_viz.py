@@ -2,7 +2,7 @@ import numpy as np
 from PIL import Image
 
 from celebseg_utils import labels as L
-from celebseg_utils import viz
+from celebseg_utils.visualization import viz
 
 
 def test_colorize_uses_palette_and_hides_classes():

@@ -8,10 +8,10 @@ import pytest
 from PIL import Image
 
 from celebseg_utils import labels as L
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 
-widgets = pytest.importorskip("celebseg_utils.widgets")
+widgets = pytest.importorskip("celebseg_utils.interface.widgets")
 
 S = 16  # label size; photos are 2 * S like the real data (1024 photos, 512 masks)
 IDS = (3, 7, 12)
@@ -55,7 +55,7 @@ def prep(tmp_path):
 def test_importing_the_package_does_not_import_ipywidgets():
     import subprocess
 
-    code = "import sys, celebseg_utils, celebseg_utils.widgets; print('ipywidgets' in sys.modules)"
+    code = "import sys, celebseg_utils, celebseg_utils.interface.widgets; print('ipywidgets' in sys.modules)"
     out = subprocess.run([sys.executable, "-c", code], capture_output=True, text=True, check=True)
     assert out.stdout.strip() == "False"
 

@@ -1,7 +1,7 @@
 """Fetch CelebAMask-HQ (Kaggle, Google Drive or a local archive), unpack it safely, verify it.
 
 All three sources end on the same path: the fetched zip/tar/folder is unpacked by
-:func:`celebseg_utils.archive.safe_extract` (no absolute paths, no ``..``, no links), the
+:func:`celebseg_utils.data.archive.safe_extract` (no absolute paths, no ``..``, no links), the
 dataset root is located inside ``out`` (the official zip has ``CelebAMask-HQ/`` at the top),
 and the layout is verified: the image folder, the mapping file, one image per mapping row
 and the mask folders ``k // 2000`` of every image. A verified folder gets a small
@@ -21,7 +21,7 @@ was written, so if one disappears pass another with ``--kaggle-dataset``/``--dri
 
 Credentials are never printed, logged or written by this module.
 
->>> from celebseg_utils.download import download_dataset
+>>> from celebseg_utils.data.download import download_dataset
 >>> root = download_dataset("archive", "/data/celebamask", archive="CelebAMask-HQ.zip")  # doctest: +SKIP
 >>> root.name  # doctest: +SKIP
 'CelebAMask-HQ'
@@ -37,8 +37,8 @@ import shutil
 import sys
 from pathlib import Path
 
-from celebseg_utils import archive as A
-from celebseg_utils import layout
+from celebseg_utils.data import archive as A
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_write_json
 

@@ -1,7 +1,7 @@
 """Pictures of label maps: colourise with the official palette, overlay, side-by-side grids.
 
 >>> import numpy as np
->>> from celebseg_utils import viz
+>>> from celebseg_utils.visualization import viz
 >>> label = np.array([[0, 1], [13, 18]], dtype=np.uint8)
 >>> viz.colorize(label)[1, 0].tolist()   # hair in the official palette
 [0, 0, 204]

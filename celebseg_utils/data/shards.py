@@ -16,7 +16,7 @@ smaller (measured with ``scripts/bench_pipeline.py``). Quality 90 rather than 95
 against the downscaled original, far below what the colour jitter changes. ``image_size="original"`` keeps the
 original bytes; ``data`` then decodes them with DCT downscaling. Every shard is written
 under a temporary name and renamed, and ``info.json`` last, so readers never see a half
-set. ``data.make_dataset`` uses the shards of a split when ``info.json`` lists them.
+set. ``pipeline.make_dataset`` uses the shards of a split when ``info.json`` lists them.
 
 >>> # write_tfrecord_shards("data/prepared")            # then make_dataset reads the shards
 """
@@ -30,8 +30,8 @@ import os
 import sys
 from pathlib import Path
 
-from celebseg_utils import layout
-from celebseg_utils import stats as S
+from celebseg_utils.data import layout
+from celebseg_utils.data import stats as S
 from celebseg_utils.errors import CelebsegError
 
 FORMAT = 1

@@ -27,11 +27,11 @@ import yaml
 
 from celebseg_utils.errors import CelebsegError
 
-#: Loss names of ``celebseg_utils.losses.get_loss`` (the loss study).
+#: Loss names of ``celebseg_utils.models.losses.get_loss`` (the loss study).
 LOSSES = ("sparse_ce", "weighted_ce", "dice", "jaccard", "ce_dice", "lovasz", "focal")
 #: Class-weight schemes found in ``stats.json`` (``class_weights``).
 CLASS_WEIGHT_SCHEMES = ("inv_freq", "median_freq", "enet")
-#: Per-pixel sample-weight schemes of ``data.make_dataset``.
+#: Per-pixel sample-weight schemes of ``pipeline.make_dataset``.
 SAMPLE_WEIGHT_SCHEMES = ("per_image",) + CLASS_WEIGHT_SCHEMES
 SCHEDULES = ("poly", "cosine", "constant")
 STRATEGIES = ("auto", "default", "mirrored", "multi_worker", "tpu")
@@ -51,7 +51,7 @@ class DataConfig:
 
 @dataclass
 class ModelConfig:
-    """Arguments of ``models.build_model``."""
+    """Arguments of ``deeplab.build_model``."""
 
     backbone: str = "resnet50_v2"
     library: str = "keras_cv"
@@ -211,7 +211,7 @@ def validate_config(config: TrainConfig, source: str = "config") -> None:
         if (value is None and not allow_none) or (value is not None and value <= 0):
             raise CelebsegError(f"{key}={value!r} in {source} must be a positive number")
 
-    from celebseg_utils.backbones import BACKBONES, LIBRARIES
+    from celebseg_utils.models.backbones import BACKBONES, LIBRARIES
 
     # checked here, not only when the model is built, so a typo stops before a run dir exists
     choice("model.backbone", config.model.backbone, tuple(BACKBONES))

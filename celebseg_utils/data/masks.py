@@ -17,7 +17,7 @@ pixel when *any* colour channel is nonzero (alpha is ignored, as ``cv2.imread`` 
 it; a palette pixel counts when its palette colour is not black). On the real masks,
 which are grey (all channels equal), the two agree exactly.
 
-Speed: decoding the PNGs dominates; :mod:`celebseg_utils.png` does it (libdeflate and
+Speed: decoding the PNGs dominates; :mod:`celebseg_utils.data.png` does it (libdeflate and
 numpy, all the masks of an image un-filtered in one pass, Pillow where that does not
 apply). With the fusion that takes about 2.3x less CPU per image than Pillow plus boolean
 indexing (``scripts/bench_prepare.py``).
@@ -38,7 +38,7 @@ from pathlib import Path
 
 import numpy as np
 
-from celebseg_utils import layout, png
+from celebseg_utils.data import layout, png
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.labels import ATTRIBUTES, NUM_CLASSES
 
@@ -196,7 +196,7 @@ def fuse_masks(root, k: int, size: int | None = None) -> np.ndarray:
     unreadable masks, or an image without any mask, raise a ``CelebsegError`` naming it.
 
     >>> import tempfile, numpy as np; from PIL import Image
-    >>> from celebseg_utils import layout
+    >>> from celebseg_utils.data import layout
     >>> root = tempfile.mkdtemp()
     >>> for attr, box in (("skin", (slice(0, 4), slice(0, 4))), ("nose", (slice(1, 3), slice(1, 3)))):
     ...     m = np.zeros((4, 4), np.uint8); m[box] = 255

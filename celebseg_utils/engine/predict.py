@@ -1,4 +1,4 @@
-"""Inference on photos of any size: ``celebseg predict`` (and the ``export`` CLI hooks).
+"""Inference on photos of any size: ``celebseg predict``.
 
 A photo is padded to a square (edge pixels, so the border does not look like a dark frame),
 resized to the model's input size, run through the model, and the logits are resized back
@@ -10,7 +10,7 @@ For each photo ``OUT/<stem>.png`` (uint8 label map, mode L, the photo's size) an
 ``OUT/<stem>_overlay.png`` (the photo with the colourised labels) are written. Unreadable
 photos stop the run before anything is written, unless ``skip_bad`` leaves them out.
 
->>> from celebseg_utils.predict import predict_images
+>>> from celebseg_utils.engine.predict import predict_images
 >>> predict_images("runs/demo/best.keras", ["face.jpg"], "out/")  # doctest: +SKIP
 [PosixPath('out/face.png'), PosixPath('out/face_overlay.png')]
 """
@@ -24,7 +24,7 @@ from typing import Sequence
 import numpy as np
 from PIL import Image, UnidentifiedImageError
 
-from celebseg_utils import viz
+from celebseg_utils.visualization import viz
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_path
 from celebseg_utils.labels import FLIP_PERMUTATION
@@ -42,7 +42,7 @@ def load_model(model):
     >>> load_model("runs/demo/best.keras").output_shape[-1]  # doctest: +SKIP
     19
     """
-    from celebseg_utils.evaluate import load_model_checked
+    from celebseg_utils.engine.evaluate import load_model_checked
 
     return load_model_checked(model)
 
@@ -262,20 +262,3 @@ def run_predict(args) -> int:
         print(path)
     return 0
 
-
-def add_export_arguments(parser) -> None:
-    """Options of ``celebseg export`` (the logic lives in :mod:`celebseg_utils.export`)."""
-    from celebseg_utils.export import FORMATS
-
-    parser.add_argument("--model", required=True, help="trained .keras model")
-    parser.add_argument("--format", required=True, choices=FORMATS)
-    parser.add_argument("--out", required=True,
-                        help="output folder (savedmodel) or file (.tflite, .onnx)")
-
-
-def run_export(args) -> int:
-    """``celebseg export``: prints the path it wrote."""
-    from celebseg_utils.export import export_model
-
-    print(export_model(args.model, format=args.format, out=args.out))
-    return 0

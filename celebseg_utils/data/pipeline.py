@@ -5,7 +5,7 @@ labels from ``PREP/labels``, or both from ``PREP/tfrecords`` when shards exist f
 (local or ``gs://``). Per element: JPEG decoding with DCT-domain downscaling (the largest
 ``ratio`` in 1, 2, 4, 8 that keeps the photo at least ``image_size``: a 1024 px photo for
 512 training decodes directly at 512), then either the random warp and colour jitter of
-:mod:`celebseg_utils.augment`, or a plain resize (bilinear with antialiasing for the
+:mod:`celebseg_utils.data.augment`, or a plain resize (bilinear with antialiasing for the
 photo, nearest neighbour only for the label). Elements stay uint8 through batching (4x fewer
 bytes to move); each batch is then converted to float32 photos, int32 or one-hot labels and
 the pixel weights, computed from the final (augmented) labels.
@@ -32,11 +32,11 @@ import random
 
 import tensorflow as tf
 
-from celebseg_utils import augment as A
+from celebseg_utils.data import augment as A
 from celebseg_utils import labels as L
-from celebseg_utils import layout
-from celebseg_utils import stats as S
-from celebseg_utils import tfrecords as T
+from celebseg_utils.data import layout
+from celebseg_utils.data import stats as S
+from celebseg_utils.data import shards as T
 from celebseg_utils.errors import CelebsegError
 
 ENCODINGS = ("int", "onehot")
@@ -171,8 +171,8 @@ def make_dataset(prepared_dir, split: str, image_size: int = 512, batch_size: in
     ``PREP/tfrecords`` has them for ``split``.
 
     >>> import tempfile
-    >>> from celebseg_utils.prepare import prepare_dataset
-    >>> from celebseg_utils.synthetic import write_synthetic_dataset
+    >>> from celebseg_utils.data.prepare import prepare_dataset
+    >>> from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
     >>> d = tempfile.mkdtemp()
     >>> raw = write_synthetic_dataset(d + "/raw", 4, image_size=32, progress=False)
     >>> _ = prepare_dataset(raw, d + "/prep", workers=1, progress=False)

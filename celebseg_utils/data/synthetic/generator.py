@@ -1,6 +1,6 @@
 """A CelebAMask-HQ-shaped folder of drawn faces: the embedded default dataset.
 
-``write_synthetic_dataset`` writes exactly the real layout (see :mod:`celebseg_utils.layout`):
+``write_synthetic_dataset`` writes exactly the real layout (see :mod:`celebseg_utils.data.layout`):
 ``CelebA-HQ-img/<k>.jpg`` photos at 2*S px, ``CelebAMask-HQ-mask-anno/<k // 2000>/<k:05d>_<attr>.png``
 binary masks (mode L, 0/255) at S px, one file per attribute present in the image, and
 ``CelebA-HQ-to-CelebA-mapping.txt`` whose ``orig_idx`` values put about 80.6 / 10.0 / 9.4 % of
@@ -38,7 +38,7 @@ from pathlib import Path
 import numpy as np
 from PIL import Image
 
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_write_bytes, atomic_write_text
 from celebseg_utils.labels import ATTRIBUTES
@@ -109,7 +109,7 @@ def write_image(root: Path, k: int, image_size: int, seed: int) -> list[str]:
     >>> "skin" in write_image(Path(tempfile.mkdtemp()), 4001, 32, seed=0)  # -> .../2/04001_skin.png
     True
     """
-    from celebseg_utils.synthetic_draw import draw_face, encode_jpeg
+    from celebseg_utils.data.synthetic.draw import draw_face, encode_jpeg
 
     rng = np.random.default_rng([seed, k])
     photo, masks = draw_face(rng, image_size)

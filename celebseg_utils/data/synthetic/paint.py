@@ -1,6 +1,6 @@
 """Painting a synthetic face: the texture of each attribute, the background, the camera.
 
-Internal to :mod:`celebseg_utils.synthetic`. Each attribute keeps one consistent look (lips
+Internal to :mod:`celebseg_utils.data.synthetic.generator`. Each attribute keeps one consistent look (lips
 a lip colour, the inner mouth dark, brows dark strokes, earrings small shiny metal, cloth a
 fabric pattern, neck a shadowed skin tone) so that the classes can be told apart from the
 photo; the nuisances (pose, tones, clutter, lighting, noise, JPEG) make it a real test.
@@ -302,7 +302,7 @@ _PAINTERS = {
 def paint_attribute(face, attribute: str, canvas: Image.Image, box, res: int) -> Image.Image:
     """The texture of ``attribute`` over ``box`` (x0, y0, x1, y1) of the photo at ``res`` px.
 
-    >>> from celebseg_utils.synthetic_draw import Face
+    >>> from celebseg_utils.data.synthetic.draw import Face
     >>> face = Face(np.random.default_rng(0))
     >>> canvas = paint_background(face.rng, 64)
     >>> paint_attribute(face, "skin", canvas, (10, 10, 40, 50), 64).size

@@ -18,7 +18,7 @@ and under ``tf.distribute``: its float64 variable sums across replicas); ``MeanI
 scalar view for ``val_miou``; ``confusion_matrix_np`` the numpy twin.
 
 >>> import numpy as np
->>> from celebseg_utils.metrics import confusion_matrix_np, scores_from_confusion
+>>> from celebseg_utils.models.metrics import confusion_matrix_np, scores_from_confusion
 >>> cm = confusion_matrix_np(np.array([0, 0, 1, 1]), np.array([0, 1, 1, 1]), num_classes=3)
 >>> cm.tolist()
 [[1, 1, 0], [0, 2, 0], [0, 0, 0]]

@@ -3,7 +3,7 @@
 The notebooks stay thin: they pick parameters and call the package. What depends on the
 runtime (Colab, Kaggle or a local Jupyter) lives here, so it is tested like the rest.
 
->>> from celebseg_utils import notebook
+>>> from celebseg_utils.interface import notebook
 >>> notebook.install_command()
 'pip install -q "celebseg[download] @ git+https://github.com/celebseg/celebseg"'
 >>> notebook.colab_url("01_download_celebamask_hq.ipynb")
@@ -191,7 +191,7 @@ def ensure_runs(names: Sequence[str], prepared, root: Path | str | None = None,
                         f"run {run} has no trained model: run notebook {which} first (with the "
                         f"same RUN_ROOT), or remove {name!r} from RUNS")
                 model = _train_smoke_run(name, prepared, run, progress)
-            from celebseg_utils.evaluate import evaluate_model
+            from celebseg_utils.engine.evaluate import evaluate_model
 
             evaluate_model(model, prepared, split="test", out=run / RESULTS_FILE, progress=progress)
         runs.append(run)
@@ -199,8 +199,8 @@ def ensure_runs(names: Sequence[str], prepared, root: Path | str | None = None,
 
 
 def _train_smoke_run(name: str, prepared, run: Path, progress: bool) -> Path:
-    from celebseg_utils.config import resolve_config
-    from celebseg_utils.train import train
+    from celebseg_utils.engine.config import resolve_config
+    from celebseg_utils.engine.train import train
 
     losses = RUN_LOSSES.get(name, (f"loss.name={name}",))
     cfg = resolve_config(preset=SMOKE_PRESET, run_dir=str(run),

@@ -12,7 +12,7 @@ Everything is built under the chosen tf.distribute strategy's scope; the run dir
 Running the same command again after a kill resumes from the last completed epoch; after
 completion it returns the finished run's summary without training.
 
->>> from celebseg_utils.config import resolve_config
+>>> from celebseg_utils.engine.config import resolve_config
 >>> cfg = resolve_config(preset="cpu-demo", overrides=["data.prepared=/tmp/prep", "epochs=1"],
 ...                      run_dir="/tmp/run")
 >>> result = train(cfg, progress=False)  # doctest: +SKIP
@@ -33,13 +33,13 @@ from pathlib import Path
 import keras
 
 # losses and metrics register their classes on import, so that after `import
-# celebseg_utils.train` plain keras.saving.load_model reloads a run's .keras files.
-from celebseg_utils import backbones as _backbones  # noqa: F401 - registers PyramidEncoder
-from celebseg_utils import callbacks as cb
-from celebseg_utils import config as cfgmod
-from celebseg_utils import losses as _losses  # noqa: F401
-from celebseg_utils import metrics as _metrics  # noqa: F401
-from celebseg_utils.config import TrainConfig
+# celebseg_utils.engine.train` plain keras.saving.load_model reloads a run's .keras files.
+from celebseg_utils.models import backbones as _backbones  # noqa: F401 - registers PyramidEncoder
+from celebseg_utils.engine import callbacks as cb
+from celebseg_utils.engine import config as cfgmod
+from celebseg_utils.models import losses as _losses  # noqa: F401
+from celebseg_utils.models import metrics as _metrics  # noqa: F401
+from celebseg_utils.engine.config import TrainConfig
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_path, atomic_write_json, remove_partial_files
 
@@ -121,7 +121,7 @@ def _class_weights(config: TrainConfig, prepared: str):
         scheme = "median_freq" if config.loss.name == "weighted_ce" else None
     if scheme is None:
         return None
-    from celebseg_utils.stats import load_or_compute_stats
+    from celebseg_utils.data.stats import load_or_compute_stats
 
     return list(load_or_compute_stats(prepared)["class_weights"][scheme])
 
@@ -163,7 +163,7 @@ def _completed_or_check(config: TrainConfig, run: Path):
 
 
 def _datasets(config: TrainConfig, prepared: str, val_steps):
-    from celebseg_utils.data import make_dataset
+    from celebseg_utils.data.pipeline import make_dataset
 
     common = dict(image_size=config.image_size, batch_size=config.batch_size, encoding="int")
     train_ds = make_dataset(prepared, config.data.train_split, augment=config.data.augment,
@@ -176,9 +176,9 @@ def _datasets(config: TrainConfig, prepared: str, val_steps):
 
 def _compile_model(config: TrainConfig, class_weights, total_steps: int, warmup_steps: int):
     from celebseg_utils.labels import NUM_CLASSES
-    from celebseg_utils.losses import get_loss
-    from celebseg_utils.metrics import MeanIoU
-    from celebseg_utils.models import build_model
+    from celebseg_utils.models.losses import get_loss
+    from celebseg_utils.models.metrics import MeanIoU
+    from celebseg_utils.models.deeplab import build_model
 
     model = build_model(num_classes=NUM_CLASSES, backbone=config.model.backbone,
                         image_size=config.image_size, library=config.model.library,
@@ -232,7 +232,7 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     best_model, strategy, replicas, dtype_policy, jit_compile, steps_per_epoch,
     validation_steps, train_images, val_images, seconds; and ``model`` (the keras.Model).
     """
-    from celebseg_utils import strategy as st
+    from celebseg_utils.engine import strategy as st
 
     cfgmod.validate_config(config)
     config = _check_paths(config)

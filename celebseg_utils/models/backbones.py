@@ -9,7 +9,7 @@ local preset folder (``backbone.save_to_preset(dir)``) loads offline.
 Both DeepLabV3+ variants need two pyramid levels: ``P2`` (stride 4, the decoder's low-level
 features) and ``P5`` (stride 32, the ASPP input).
 
->>> from celebseg_utils.backbones import BACKBONES, build_backbone
+>>> from celebseg_utils.models.backbones import BACKBONES, build_backbone
 >>> sorted(BACKBONES)
 ['mobilenet_v3_large', 'resnet50_v2']
 >>> bb = build_backbone("mobilenet_v3_large", library="keras_cv", image_size=64)
@@ -224,7 +224,7 @@ def _load_preset(backbone, library, weights, shape):
         raise CelebsegError(
             f"cannot fetch the pretrained {library} preset {preset!r} ({type(exc).__name__}: "
             f"{str(exc)[:160]}). Without network: on a machine with it run `from "
-            f"celebseg_utils.backbones import build_backbone, save_backbone_preset; "
+            f"celebseg_utils.models.backbones import build_backbone, save_backbone_preset; "
             f"save_backbone_preset(build_backbone({backbone!r}, {library!r}, "
             f"weights='imagenet'), 'DIR')`, copy DIR here and pass weights='DIR' "
             f"(or weights=None for random init)") from exc

@@ -23,7 +23,7 @@ To resume a mixed-precision model with its optimizer state, set the policy befor
 
 ``image_size`` must be a multiple of 32 (the decoder joins stride-4 and stride-32 features).
 
->>> from celebseg_utils.models import build_model
+>>> from celebseg_utils.models.deeplab import build_model
 >>> m = build_model(backbone="mobilenet_v3_large", image_size=64)
 >>> tuple(m.output.shape), m.output.dtype
 ((None, 64, 64, 19), 'float32')
@@ -33,7 +33,7 @@ from __future__ import annotations
 
 import keras
 
-from celebseg_utils import backbones as bb
+from celebseg_utils.models import backbones as bb
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.labels import NUM_CLASSES
 

@@ -4,12 +4,12 @@
 a model or a folder of predicted label maps is given, the prediction beside it with the
 image's IoU. Controls: an index slider linked to a number box, one checkbox per class (with
 its palette colour), "all"/"none" buttons and an opacity slider. Pictures are drawn with
-:mod:`celebseg_utils.viz` into one PNG shown by an ``ipywidgets.Image``; :meth:`MaskViewer.render`
+:mod:`celebseg_utils.visualization.viz` into one PNG shown by an ``ipywidgets.Image``; :meth:`MaskViewer.render`
 returns the same pictures as numpy arrays, which is what the tests check.
 
 ipywidgets is imported only when a viewer is built, so ``import celebseg_utils`` never needs it.
 
->>> from celebseg_utils.widgets import MaskViewer
+>>> from celebseg_utils.interface.widgets import MaskViewer
 >>> viewer = MaskViewer("prepared", split="val", predictions_dir="runs/ce/predictions")  # doctest: +SKIP
 >>> viewer  # in Jupyter: the widget  # doctest: +SKIP
 >>> viewer.slider.value = 3; viewer.class_toggles[13].value = False  # hide hair  # doctest: +SKIP
@@ -28,7 +28,8 @@ import numpy as np
 from PIL import Image
 
 from celebseg_utils import labels as L
-from celebseg_utils import layout, viz
+from celebseg_utils.data import layout
+from celebseg_utils.visualization import viz
 from celebseg_utils.errors import CelebsegError
 
 _GAP = 8  # white pixels between the two pictures of the canvas
@@ -247,9 +248,9 @@ def _load_model(model):
         raise CelebsegError(f"model {path} does not exist: pass a trained .keras file or a keras model")
     import keras
 
-    for module in ("models", "losses"):  # register the project's custom layers and losses
+    for module in ("deeplab", "losses"):  # register the project's custom layers and losses
         try:
-            __import__(f"celebseg_utils.{module}")
+            __import__(f"celebseg_utils.models.{module}")
         except ImportError:
             pass
     return keras.saving.load_model(path, compile=False)

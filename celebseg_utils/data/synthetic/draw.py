@@ -1,6 +1,6 @@
 """Drawing one synthetic face: its geometry, its per-attribute masks and its photo.
 
-Internal to :mod:`celebseg_utils.synthetic`. A face is designed in *canonical* units (a
+Internal to :mod:`celebseg_utils.data.synthetic.generator`. A face is designed in *canonical* units (a
 fraction of the image side at scale 1, origin at the face centre, y down), then posed
 (rotation, scale, offset). Every attribute is a list of polygons, each added to or cut from
 its mask, so the masks at S px and the photo at 2S px are rasterised from the same
@@ -23,7 +23,7 @@ import numpy as np
 from PIL import Image, ImageDraw
 
 from celebseg_utils.labels import ATTRIBUTES
-from celebseg_utils.synthetic_paint import finish_photo, hsv, paint_attribute, paint_background
+from celebseg_utils.data.synthetic.paint import finish_photo, hsv, paint_attribute, paint_background
 
 SKIN_TONES = np.array([(250, 218, 195), (236, 192, 160), (212, 160, 122), (182, 127, 90),
                        (142, 96, 66), (104, 68, 46), (72, 47, 33)], dtype=np.float64)

@@ -18,7 +18,7 @@ Two families, and how they use ``sample_weight``:
   mask (weight 0 drops a pixel). ``ce_dice`` is ``ce_weight * CE + dice_weight * Dice``.
 
 >>> import numpy as np
->>> from celebseg_utils.losses import get_loss
+>>> from celebseg_utils.models.losses import get_loss
 >>> y = np.array([[[[1]]]]); logits = np.array([[[[0.0, 20.0, 0.0]]]], "float32")
 >>> float(get_loss("sparse_ce", num_classes=3)(y, logits)) < 1e-8
 True

@@ -1,10 +1,10 @@
 """The pictures the numbered notebooks show, drawn from package data (tested like the rest).
 
-Companion of :mod:`celebseg_utils.notebook` (runtime, run folders, Markdown tables); every
-function returns a matplotlib figure (or arrays for :func:`celebseg_utils.viz.plot_grid`)
+Companion of :mod:`celebseg_utils.interface.notebook` (runtime, run folders, Markdown tables); every
+function returns a matplotlib figure (or arrays for :func:`celebseg_utils.visualization.viz.plot_grid`)
 so that a notebook cell is one call.
 
->>> from celebseg_utils import notebook_figures as F
+>>> from celebseg_utils.interface import notebook_figures as F
 >>> fig = F.plot_history({"epoch": [0], "loss": [1.0], "val_loss": [1.1]})
 >>> fig.axes[0].get_title()
 'loss'
@@ -18,7 +18,8 @@ from typing import Sequence
 import numpy as np
 
 from celebseg_utils import labels as L
-from celebseg_utils import layout, viz
+from celebseg_utils.data import layout
+from celebseg_utils.visualization import viz
 from celebseg_utils.errors import CelebsegError
 
 #: The backend ipykernel uses for figures in notebooks.
@@ -187,7 +188,7 @@ def plot_weight_maps(prepared, stats: dict, image_id: int | None = None, split: 
 
     plt = _pyplot()
 
-    from celebseg_utils import stats as S
+    from celebseg_utils.data import stats as S
 
     k = pick_example(prepared, split) if image_id is None else int(image_id)
     label = read_label(prepared, k)
@@ -213,7 +214,7 @@ def plot_weight_maps(prepared, stats: dict, image_id: int | None = None, split: 
 
 def _model(model):
     if isinstance(model, (str, Path)):
-        from celebseg_utils.train import load_trained_model
+        from celebseg_utils.engine.train import load_trained_model
 
         return load_trained_model(model)
     return model
@@ -244,7 +245,7 @@ def plot_predictions(model, prepared, count: int = 3, split: str = "test"):
     """Photo, ground truth, prediction and its overlay for the first ``count`` images of
     ``split``; each row names the image and its IoU. ``model``: keras model or ``.keras`` path.
     """
-    from celebseg_utils.widgets import image_iou
+    from celebseg_utils.interface.widgets import image_iou
 
     _pyplot()
     model = _model(model)

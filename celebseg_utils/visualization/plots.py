@@ -1,7 +1,7 @@
 """Figures of evaluation reports: the confusion matrix and per-class IoU/F1 bars.
 
 >>> import numpy as np
->>> from celebseg_utils.report_plots import plot_confusion_matrix
+>>> from celebseg_utils.visualization.plots import plot_confusion_matrix
 >>> fig = plot_confusion_matrix(np.eye(19, dtype=int) * 10)
 """
 
@@ -15,7 +15,7 @@ from celebseg_utils import labels as L
 def _pyplot():
     import matplotlib
 
-    from celebseg_utils.viz import _headless_backend
+    from celebseg_utils.visualization.viz import _headless_backend
 
     _headless_backend(matplotlib)
     import matplotlib.pyplot as plt
@@ -25,7 +25,7 @@ def _pyplot():
 
 def plot_confusion_matrix(cm, path=None):
     """Row-normalised confusion matrix (each true class's pixels sum to 1), class names on axes."""
-    from celebseg_utils.viz import save_figure
+    from celebseg_utils.visualization.viz import save_figure
 
     plt = _pyplot()
     cm = np.asarray(cm, dtype=np.float64)
@@ -54,7 +54,7 @@ def plot_per_class(runs: dict, path=None):
 
     Rare classes (labels.RARE_CLASSES) get a shaded band and a bold tick label.
     """
-    from celebseg_utils.viz import save_figure
+    from celebseg_utils.visualization.viz import save_figure
 
     plt = _pyplot()
     names = list(runs)

@@ -2,7 +2,7 @@
 
 ``evaluate_model`` makes one pass over a split and accumulates **one** confusion matrix
 (never a per-batch average), then derives the scores with
-:func:`celebseg_utils.metrics.scores_from_confusion`. It writes beside ``out``:
+:func:`celebseg_utils.models.metrics.scores_from_confusion`. It writes beside ``out``:
 
 - ``results.json``: ``miou``, ``mean_f1``, ``pixel_accuracy``, ``per_class`` ({class name:
   {iou, f1, precision, recall, support}}), ``split``, ``num_images``, ``image_size``,
@@ -14,7 +14,7 @@
 The model is evaluated at its own input size (labels resized with nearest neighbour); for
 the published protocol train and evaluate at 512, the label maps' own size.
 
->>> from celebseg_utils.evaluate import evaluate_model
+>>> from celebseg_utils.engine.evaluate import evaluate_model
 >>> results = evaluate_model("runs/demo/run/final.keras", "runs/demo/data/prepared")  # doctest: +SKIP
 >>> sorted(results)[:3]  # doctest: +SKIP
 ['confusion_matrix', 'image_size', 'mean_f1']
@@ -29,7 +29,7 @@ from pathlib import Path
 import numpy as np
 
 from celebseg_utils import labels as L
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_write_json, atomic_write_text
 
@@ -47,7 +47,7 @@ def load_model_checked(model):
     where = None
     if isinstance(model, (str, Path)):
         path = where = _model_file(Path(model))
-        from celebseg_utils.train import load_trained_model
+        from celebseg_utils.engine.train import load_trained_model
 
         try:
             model = load_trained_model(path)
@@ -111,8 +111,8 @@ def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_siz
     """
     from tqdm.auto import tqdm
 
-    from celebseg_utils.data import make_dataset
-    from celebseg_utils.metrics import confusion_matrix_np, scores_from_confusion
+    from celebseg_utils.data.pipeline import make_dataset
+    from celebseg_utils.models.metrics import confusion_matrix_np, scores_from_confusion
 
     if batch_size < 1:
         raise CelebsegError(f"--batch-size must be at least 1 (got {batch_size})")
@@ -179,7 +179,7 @@ def write_report(results: dict, out) -> None:
 
     >>> write_report(evaluate_model(model, "prep"), "eval/results.json")  # doctest: +SKIP
     """
-    from celebseg_utils import report_plots
+    from celebseg_utils.visualization import plots as report_plots
 
     out = Path(out)
     atomic_write_json(out, results)
@@ -197,7 +197,7 @@ def results_table(results: dict) -> str:
     """Per-class IoU, F1, precision and recall, then the headline scores, as Markdown.
 
     >>> import numpy as np
-    >>> from celebseg_utils.metrics import scores_from_confusion
+    >>> from celebseg_utils.models.metrics import scores_from_confusion
     >>> r = _json_safe(scores_from_confusion(np.eye(19, dtype=int)))
     >>> results_table(r).splitlines()[4]
     '| nose | 1.000 | 1.000 | 1.000 | 1.000 |'
@@ -284,7 +284,7 @@ def compare_runs(run_dirs, out=None, names=None) -> dict:
 
     >>> print(compare_runs(["runs/ce", "runs/dice"], out="study")["table"])  # doctest: +SKIP
     """
-    from celebseg_utils import report_plots
+    from celebseg_utils.visualization import plots as report_plots
 
     run_dirs = [Path(r) for r in run_dirs]
     if not run_dirs:

@@ -3,9 +3,10 @@
 Each export takes float32 images 0..255 (B, S, S, 3) and returns float32 logits
 (B, S, S, 19), like the Keras model. Outputs are written under a temporary name and renamed,
 so an interrupted export leaves no half-written file or folder. ``run_savedmodel``,
-``run_tflite`` and ``run_onnx`` run an export on a batch (used by the parity test).
+``run_tflite`` and ``run_onnx`` run an export on a batch (used by the parity test); the
+``celebseg export`` hooks live here too.
 
->>> from celebseg_utils.export import export_model, run_onnx
+>>> from celebseg_utils.engine.export import export_model, run_onnx
 >>> path = export_model("runs/demo/best.keras", format="onnx", out="model.onnx")  # doctest: +SKIP
 >>> run_onnx(path, images).shape  # doctest: +SKIP
 (2, 128, 128, 19)
@@ -116,7 +117,7 @@ def export_model(model, format: str = "savedmodel", out=None) -> Path:
     >>> export_model("runs/demo/best.keras", "tflite", "model.tflite")  # doctest: +SKIP
     PosixPath('model.tflite')
     """
-    from celebseg_utils.predict import load_model
+    from celebseg_utils.engine.evaluate import load_model_checked
 
     if format not in FORMATS:
         raise CelebsegError(f"export format {format!r} unknown: use one of {', '.join(FORMATS)}")
@@ -124,7 +125,7 @@ def export_model(model, format: str = "savedmodel", out=None) -> Path:
         raise CelebsegError("export needs an output path (--out)")
     out = Path(out)
     _check_out(out, format)  # before the model loads and the (slow) conversion runs
-    model = load_model(model)
+    model = load_model_checked(model)
     if format == "savedmodel":
         with _atomic_dir(out) as tmp:
             _write_savedmodel(model, tmp)
@@ -180,3 +181,17 @@ def run_onnx(path, images: np.ndarray) -> np.ndarray:
     session = ort.InferenceSession(str(path), providers=["CPUExecutionProvider"])
     name = session.get_inputs()[0].name
     return session.run(None, {name: np.asarray(images, np.float32)})[0]
+
+
+def add_export_arguments(parser) -> None:
+    """Options of ``celebseg export``."""
+    parser.add_argument("--model", required=True, help="trained .keras model")
+    parser.add_argument("--format", required=True, choices=FORMATS)
+    parser.add_argument("--out", required=True,
+                        help="output folder (savedmodel) or file (.tflite, .onnx)")
+
+
+def run_export(args) -> int:
+    """``celebseg export``: prints the path it wrote."""
+    print(export_model(args.model, format=args.format, out=args.out))
+    return 0

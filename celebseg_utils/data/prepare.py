@@ -1,6 +1,6 @@
 """``celebseg prepare``: fused label maps and the official splits of a raw CelebAMask-HQ folder.
 
-Writes the prepared layout of :mod:`celebseg_utils.layout`: ``OUT/labels/<k>.png``
+Writes the prepared layout of :mod:`celebseg_utils.data.layout`: ``OUT/labels/<k>.png``
 (uint8 grey PNG, ids 0..18, equal pixel for pixel to the dataset's published
 ``g_mask.py`` output; the PNG bytes themselves may differ, as any two PNG writers do),
 ``OUT/splits/{train,val,test}.txt``, ``OUT/prepare.json``, and with ``skip_bad``
@@ -29,7 +29,7 @@ mask size, not the folder's path, so moving the raw folder is fine) and a run on
 data into the same ``OUT`` stops instead of mixing the two.
 
 >>> import tempfile
->>> from celebseg_utils.synthetic import write_synthetic_dataset
+>>> from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
 >>> raw = write_synthetic_dataset(tempfile.mkdtemp(), 3, image_size=32, progress=False)
 >>> info = prepare_dataset(raw, tempfile.mkdtemp(), workers=1, progress=False)
 >>> info["num_images"], info["label_size"], info["problems"]
@@ -54,13 +54,13 @@ from pathlib import Path
 
 import numpy as np
 
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                                    remove_partial_files)
 from celebseg_utils.labels import ATTRIBUTES
-from celebseg_utils.masks import PNG_SIGNATURE, BadFileError, fuse_mask_files, mask_size
-from celebseg_utils.splits import read_mapping, split_of
+from celebseg_utils.data.masks import PNG_SIGNATURE, BadFileError, fuse_mask_files, mask_size
+from celebseg_utils.data.splits import read_mapping, split_of
 
 _MASK_NAME = re.compile(r"^(\d+)_([a-z_]+)\.png$")
 _PHOTO_NAME = re.compile(r"^(\d+)\.jpg$")
@@ -99,14 +99,14 @@ def encode_label_png(label: np.ndarray) -> bytes:
 
 
 def check_photo(path) -> None:
-    """Raise :class:`~celebseg_utils.masks.BadFileError` unless ``path`` looks like a whole JPEG.
+    """Raise :class:`~celebseg_utils.data.masks.BadFileError` unless ``path`` looks like a whole JPEG.
 
     Checks the header (format, size) and the end-of-image marker in the last 4 KiB.
 
     >>> check_photo("/nonexistent/0.jpg")
     Traceback (most recent call last):
     ...
-    celebseg_utils.masks.BadFileError: /nonexistent/0.jpg: missing photo
+    celebseg_utils.data.masks.BadFileError: /nonexistent/0.jpg: missing photo
     """
     from PIL import Image, UnidentifiedImageError
 
@@ -322,7 +322,7 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
     ``workers`` defaults to all cores. See the module docstring for the checks.
 
     >>> import tempfile
-    >>> from celebseg_utils.synthetic import write_synthetic_dataset
+    >>> from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
     >>> raw = write_synthetic_dataset(tempfile.mkdtemp(), 20, image_size=32, progress=False)
     >>> prepare_dataset(raw, tempfile.mkdtemp(), workers=1, progress=False)["splits"]
     {'train': 16, 'val': 2, 'test': 2}
@@ -393,7 +393,7 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
             "splits": {name: len(ids) for name, ids in split_ids.items()}, "problems": len(problems)}
     atomic_write_json(layout.info_path(out), info)
     if tfrecords:
-        from celebseg_utils.tfrecords import write_tfrecord_shards
+        from celebseg_utils.data.shards import write_tfrecord_shards
 
         write_tfrecord_shards(out, progress=progress)
     return {**info, "out": str(out), "written": written,

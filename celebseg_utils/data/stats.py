@@ -44,7 +44,7 @@ from pathlib import Path
 import numpy as np
 
 from celebseg_utils import labels as L
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 
 #: ENet's constant c in w = 1 / ln(c + p); it caps the weights at 1 / ln(1.02) = 50.5.
@@ -309,7 +309,7 @@ def plot_class_frequency(stats: dict, path=DEFAULT_FIGURE):
         matplotlib.use("Agg", force=False)
     import matplotlib.pyplot as plt
 
-    from celebseg_utils.viz import save_figure
+    from celebseg_utils.visualization.viz import save_figure
 
     freq = np.asarray(stats["frequency"], dtype=np.float64)
     names = [L.DISPLAY_NAMES.get(n, n) for n in stats["class_names"]]

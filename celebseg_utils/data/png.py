@@ -9,7 +9,7 @@ rare "average" row filter, rows too irregular for the Paeth shortcut), and every
 ``deflate`` is missing, go through Pillow: each valid PNG decodes exactly either way.
 
 A pixel is nonzero when any colour channel is (alpha ignored; a palette pixel when its
-palette colour is not black). :mod:`celebseg_utils.masks` turns decoding failures into
+palette colour is not black). :mod:`celebseg_utils.data.masks` turns decoding failures into
 errors that name the file.
 
 >>> import io, numpy as np; from PIL import Image

@@ -20,7 +20,7 @@ from __future__ import annotations
 
 from pathlib import Path
 
-from celebseg_utils import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 
 VAL_START = 162771

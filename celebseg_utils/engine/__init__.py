@@ -1,0 +1,4 @@
+"""The engine: configs, distribution strategy, callbacks, train, evaluate, predict, export.
+
+May import the ground floor, ``visualization``, ``data`` and ``models``.
+"""

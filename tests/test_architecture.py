@@ -1,0 +1,167 @@
+"""The tree is the architecture: rooms import only their own and lower rooms, no module
+imports another in a cycle, each room says what it owns, and the package imports fast.
+
+The import graph is read from the source (``ast``): module-level and function-level imports
+both count; examples in docstrings do not.
+"""
+
+from __future__ import annotations
+
+import ast
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+REPO_ROOT = Path(__file__).resolve().parents[1]
+PACKAGE = REPO_ROOT / "celebseg_utils"
+
+#: Rooms, lowest first. A module may import its own room and lower rooms only.
+LAYERS = ["ground", "visualization", "data", "models", "engine", "interface", "top"]
+#: Top-level modules and their room; every subpackage is the room of its name.
+TOP_LEVEL = {"labels": "ground", "errors": "ground", "fileio": "ground",
+             "cli": "top", "__main__": "top", "demo": "top", "study": "top",
+             "__init__": "top"}  # the package's lazy public API may name any room
+
+
+def module_name(path: Path) -> str:
+    parts = path.relative_to(PACKAGE.parent).with_suffix("").parts
+    return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
+
+
+def package_modules() -> dict[str, Path]:
+    return {module_name(p): p for p in sorted(PACKAGE.rglob("*.py"))}
+
+
+def room_of(module: str) -> str:
+    parts = module.split(".")
+    if len(parts) == 1:
+        return TOP_LEVEL["__init__"]
+    head = parts[1]
+    if head in TOP_LEVEL:
+        return TOP_LEVEL[head]
+    if head in LAYERS:
+        return head
+    raise AssertionError(f"{module} is in no room: add it to a subpackage or to TOP_LEVEL")
+
+
+def imports_of(module: str, path: Path, modules) -> set[str]:
+    """Package modules that ``module`` imports anywhere in its code."""
+    is_package = path.name == "__init__.py"
+    found = set()
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.Import):
+            names = [alias.name for alias in node.names]
+        elif isinstance(node, ast.ImportFrom):
+            base = node.module or ""
+            if node.level:
+                anchor = module.split(".")
+                anchor = anchor[:len(anchor) - node.level + (1 if is_package else 0)]
+                base = ".".join(anchor + ([base] if base else []))
+            # ``from pkg import mod`` imports the module pkg.mod; ``from mod import name`` mod.
+            names = [f"{base}.{a.name}" if f"{base}.{a.name}" in modules else base
+                     for a in node.names]
+        else:
+            continue
+        for name in names:
+            # ``import a.b.c`` needs a.b.c; the parent packages only run their docstrings.
+            if name.split(".")[0] == PACKAGE.name and name in modules and name != module:
+                found.add(name)
+    return found
+
+
+def import_graph() -> dict[str, set[str]]:
+    modules = package_modules()
+    return {m: imports_of(m, p, modules) for m, p in modules.items()}
+
+
+def layer_violations(graph) -> list[str]:
+    rank = {room: i for i, room in enumerate(LAYERS)}
+    return sorted(f"{a} ({room_of(a)}) imports {b} ({room_of(b)})"
+                  for a, targets in graph.items() for b in targets
+                  if rank[room_of(b)] > rank[room_of(a)])
+
+
+def cycles(graph) -> list[list[str]]:
+    """Strongly connected components with more than one module (Tarjan)."""
+    index, low, stack, on_stack, out = {}, {}, [], set(), []
+
+    def visit(v):
+        index[v] = low[v] = len(index)
+        stack.append(v)
+        on_stack.add(v)
+        for w in sorted(graph.get(v, ())):
+            if w not in index:
+                visit(w)
+                low[v] = min(low[v], low[w])
+            elif w in on_stack:
+                low[v] = min(low[v], index[w])
+        if low[v] == index[v]:
+            component = []
+            while True:
+                w = stack.pop()
+                on_stack.discard(w)
+                component.append(w)
+                if w == v:
+                    break
+            if len(component) > 1:
+                out.append(sorted(component))
+
+    for v in sorted(graph):
+        if v not in index:
+            visit(v)
+    return out
+
+
+def test_the_graph_sees_module_and_function_level_imports():
+    graph = import_graph()
+    assert "celebseg_utils.errors" in graph["celebseg_utils.data.layout"]  # module level
+    assert "celebseg_utils.data.shards" in graph["celebseg_utils.data.prepare"]  # in a function
+    assert "celebseg_utils.data.layout" in graph["celebseg_utils.data.pipeline"]  # from pkg import mod
+    assert "celebseg_utils.cli" in graph["celebseg_utils.__main__"]
+
+
+def test_every_module_is_in_a_room():
+    for module in package_modules():
+        assert room_of(module) in LAYERS
+
+
+def test_lower_rooms_never_import_upper_ones():
+    assert layer_violations(import_graph()) == []
+
+
+def test_no_import_cycles():
+    assert cycles(import_graph()) == []
+
+
+def test_the_checks_catch_what_they_guard_against():
+    bad = {"celebseg_utils.data.stats": {"celebseg_utils.engine.train"},
+           "celebseg_utils.engine.train": {"celebseg_utils.engine.predict"},
+           "celebseg_utils.engine.predict": {"celebseg_utils.engine.export"},
+           "celebseg_utils.engine.export": {"celebseg_utils.engine.predict"}}
+    assert layer_violations(bad) == [
+        "celebseg_utils.data.stats (data) imports celebseg_utils.engine.train (engine)"]
+    assert cycles(bad) == [["celebseg_utils.engine.export", "celebseg_utils.engine.predict"]]
+
+
+@pytest.mark.parametrize("init", sorted(p.relative_to(REPO_ROOT).as_posix()
+                                        for p in PACKAGE.rglob("__init__.py")))
+def test_each_room_says_what_it_owns(init):
+    tree = ast.parse((REPO_ROOT / init).read_text())
+    doc = ast.get_docstring(tree)
+    assert doc and len(doc.splitlines()) >= 2, f"{init} needs a docstring: what the room owns"
+    if init != "celebseg_utils/__init__.py":
+        # A room's __init__ is its docstring: importing a room imports nothing heavy.
+        assert all(isinstance(n, ast.Expr) for n in tree.body), f"{init} runs code"
+
+
+def test_import_celebseg_utils_does_not_import_tensorflow():
+    code = ("import sys, celebseg_utils\n"
+            "heavy = [m for m in ('tensorflow', 'keras', 'keras_cv', 'keras_hub', 'matplotlib')"
+            " if m in sys.modules]\n"
+            "print(heavy)")
+    proc = subprocess.run([sys.executable, "-c", code], cwd=REPO_ROOT, capture_output=True,
+                          text=True, timeout=120)
+    assert proc.returncode == 0, proc.stderr
+    assert proc.stdout.strip() == "[]"
