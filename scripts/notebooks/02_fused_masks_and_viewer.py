@@ -1,0 +1,91 @@
+"""Notebook 02 · Fused masks and the mask viewer: its cells, in order."""
+
+from __future__ import annotations
+
+import nbformat
+
+from nb_cells import SMOKE_WORKSPACE, code, header, install_cells, md, notebook, parameters_cells
+
+
+def build() -> nbformat.NotebookNode:
+    file = "02_fused_masks_and_viewer.ipynb"
+    cells = header(file, "02 · Fused masks and the mask viewer", """
+CelebAMask-HQ annotates each face with one binary PNG *per attribute* (`00000_skin.png`,
+`00000_hair.png`, ...), and only for the attributes present. A segmentation network wants a
+single **label map** per image: one class id (0..18) per pixel. This notebook fuses the
+masks, writes the official train/val/test split, and opens an interactive viewer to check
+the result.
+""")
+    cells += install_cells()
+    cells += parameters_cells("""
+SMOKE = False                      # True: synthetic faces, tiny sizes, CPU (what CI runs)
+DATA_DIR = "data/CelebAMask-HQ"    # the raw dataset (notebook 01)
+PREPARED_DIR = "data/prepared"     # fused label maps and splits go here
+WORKERS = None                     # processes for fusing; None: all cores
+TFRECORDS = False                  # also write TFRecord shards (faster input on TPUs / big GPUs)
+SMOKE_ROOT = "celebseg-smoke"      # SMOKE only: the synthetic workspace
+SHOW_IDS = [0, 1, 2, 3]            # images for the picture grid
+""")
+    cells += [
+        code(f"""
+if SMOKE:
+{SMOKE_WORKSPACE}
+    DATA_DIR = workspace["data_root"]
+    PREPARED_DIR = f"{{SMOKE_ROOT}}/prepared-02"
+"""),
+        md("""
+## Fusing the masks
+
+The masks overlap (hair over skin, eyes inside eyeglasses, a hat over hair), so the order
+matters. The fused map follows the dataset authors' own preprocessing: attributes are
+painted in the official order (skin, nose, eyeglasses, eyes, brows, ears, mouth, lips,
+hair, hat, earring, necklace, neck, cloth), each later one overwriting the earlier ones,
+and masks are brought to 512×512. Our label maps are byte-identical to theirs.
+
+The split follows CelebA's official partition through the mapping file: an image is
+*val* or *test* when its CelebA original is, which gives 24,183 / 2,993 / 2,824 images.
+Preparing the full dataset takes a few minutes; it is done once.
+"""),
+        code("""
+from celebseg_utils.data.prepare import prepare_dataset
+
+summary = prepare_dataset(DATA_DIR, PREPARED_DIR, workers=WORKERS, tfrecords=TFRECORDS)
+summary
+"""),
+        md("""
+## Photo, label map, overlay
+
+Each row is one image: the photo, its fused label map in the official palette, and the
+two blended. Small parts (the eyes, the brows, an earring) are only a few hundred pixels
+out of 262,144: keep that in mind for notebook 03.
+"""),
+        code("""
+from celebseg_utils.interface import notebook_figures as figures
+from celebseg_utils.visualization import viz
+
+rows = figures.sample_rows(PREPARED_DIR, SHOW_IDS)
+viz.plot_grid(rows, titles=["photo", "fused label map", "overlay"],
+              row_labels=[f"image {k}" for k in SHOW_IDS]);
+"""),
+        md("""
+## The mask viewer
+
+Step through the images with the slider (or type an id), switch classes on and off to
+check one attribute at a time, and change the opacity to see the boundaries against the
+photo. The viewer is an ipywidgets panel: it needs a live kernel, so a static rendering
+of this notebook (GitHub, HTML) leaves it out; the cell after it draws what it shows.
+"""),
+        code("""
+from celebseg_utils.interface.widgets import MaskViewer
+
+viewer = MaskViewer(PREPARED_DIR)
+viewer
+"""),
+        code("""
+viz.plot_grid([[viewer.render()["canvas"]]], titles=[f"viewer: image {viewer.image_id}"], legend=False);
+"""),
+        md("""
+Next: **03 · Class imbalance** counts how many pixels each class gets.
+"""),
+    ]
+    return notebook(file, cells)

@@ -1,0 +1,27 @@
+"""Notebook 04 · Train DeepLabV3+ with sparse cross-entropy: its cells, in order."""
+
+from __future__ import annotations
+
+import nbformat
+
+from nb_cells import code, header, install_cells, md, notebook, parameters_cells
+from nb_training import TRAIN_EXPLAIN, TRAIN_PARAMS, TRAIN_SMOKE, training_cells
+
+
+def build() -> nbformat.NotebookNode:
+    file = "04_train_sparse_ce.ipynb"
+    cells = header(file, "04 · Train DeepLabV3+ with sparse cross-entropy", """
+The baseline. Pixel-wise cross-entropy treats every pixel alike, so its gradient is
+dominated by the classes with the most pixels: background, skin and hair. It trains
+quickly and reaches a high pixel accuracy; how well it does on the small and rare parts is
+the question that notebook 07 answers.
+
+Use a GPU runtime (*Runtime → Change runtime type*): a T4 works with the `colab-t4` preset,
+an A100 with `colab-a100`.
+""")
+    cells += install_cells()
+    cells += parameters_cells(TRAIN_PARAMS, TRAIN_EXPLAIN)
+    cells += [code(TRAIN_SMOKE)]
+    cells += training_cells([("sparse_ce", '"loss.name=sparse_ce"')])
+    cells += [md("Next: **05 · Weighted cross-entropy** gives the rare classes more say in the loss.")]
+    return notebook(file, cells, gpu=True)

@@ -1,0 +1,100 @@
+"""The machinery of the notebook generator: cell builders, the cells every notebook shares
+(title and badge, install, parameters, the SMOKE workspace) and the writing of a notebook
+without outputs. What each notebook says lives in its own story file beside this one
+(``NN_name.py``, one per notebook); ``scripts/make_notebooks.py`` writes them all.
+"""
+
+from __future__ import annotations
+
+import nbformat
+from nbformat import v4
+
+from celebseg_utils.interface import notebook as nbh
+
+#: GitHub owner/name the badges and the install cell point at (a placeholder until the
+#: project has its public home; change it in celebseg_utils/interface/notebook.py).
+REPOSITORY = nbh.REPOSITORY
+
+
+# --------------------------------------------------------------------------- cell builders
+
+def md(text: str) -> dict:
+    return v4.new_markdown_cell(text.strip("\n"))
+
+
+def code(text: str, tags: tuple[str, ...] = ()) -> dict:
+    cell = v4.new_code_cell(text.strip("\n"))
+    if tags:
+        cell.metadata["tags"] = list(tags)
+    return cell
+
+
+def header(file: str, title: str, intro: str) -> list[dict]:
+    return [md(f"# {title}\n\n{nbh.colab_badge(file, REPOSITORY)}\n\n{intro.strip()}")]
+
+
+def install_cells() -> list[dict]:
+    spec = nbh.package_spec(("download",), REPOSITORY)
+    return [
+        md("""
+## Install
+
+Colab and Kaggle already ship TensorFlow and Keras built for their GPUs, so the cell
+below installs only `celebseg` itself from GitHub (with the `download` extra for the
+Kaggle and Google Drive clients) and leaves their TensorFlow alone: no `[tf]` extra.
+On your own machine it does nothing; there `make setup` (or `pip install -e ".[tf]"`)
+has already installed everything.
+"""),
+        code(f"""
+# Colab / Kaggle only: install celebseg from GitHub, keeping the runtime's TensorFlow.
+import os
+import subprocess
+import sys
+
+IN_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
+IN_KAGGLE = bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
+if IN_COLAB or IN_KAGGLE:
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
+                    "{spec}"], check=True)
+"""),
+    ]
+
+
+def parameters_cells(lines: str, explain: str = "") -> list[dict]:
+    return [
+        md(f"""
+## Parameters
+
+`SMOKE = True` swaps the real dataset for a few synthetic faces at 64 px and shrinks every
+size, so the whole notebook runs on a CPU in about a minute; CI runs every notebook that
+way. Leave it `False` for the real thing. {explain.strip()}
+"""),
+        code(lines, tags=("parameters",)),
+    ]
+
+
+SMOKE_WORKSPACE = """\
+    from celebseg_utils.demo import smoke_workspace
+
+    workspace = smoke_workspace(SMOKE_ROOT, count=48, image_size=64)"""
+
+
+def notebook(file: str, cells: list[dict], gpu: bool = False) -> nbformat.NotebookNode:
+    nb = v4.new_notebook(cells=cells)
+    prefix = file[:2]
+    for i, cell in enumerate(nb.cells):
+        cell.id = f"nb{prefix}-{i:02d}"  # stable ids: regenerating gives identical bytes
+    nb.metadata = {
+        "kernelspec": {"display_name": "Python 3", "language": "python", "name": "python3"},
+        "language_info": {"name": "python"},
+        "colab": {"provenance": [], "toc_visible": True},
+    }
+    if gpu:
+        nb.metadata["accelerator"] = "GPU"
+    return nb
+
+
+def render(nb: nbformat.NotebookNode) -> str:
+    """The notebook's JSON text exactly as written to disk (validated; no outputs)."""
+    nbformat.validate(nb)
+    return nbformat.writes(nb) + "\n"

@@ -1,0 +1,106 @@
+"""What notebooks 04-06 share: their parameters, SMOKE cell and the configure / train /
+evaluate / show cells of each run. Each of the three story files adds its title and runs.
+"""
+
+from __future__ import annotations
+
+from nb_cells import code, md
+
+TRAIN_PARAMS = """
+SMOKE = False                      # True: synthetic faces, tiny sizes, CPU (what CI runs)
+PREPARED_DIR = "data/prepared"     # written by notebook 02 (class weights: notebook 03)
+RUN_ROOT = None                    # None: Google Drive when mounted (Colab), else ./runs
+PRESET = "colab-t4"                # "colab-t4", "colab-a100", "tpu": see config.list_presets()
+# OVERRIDES: `--set`-style "KEY=VALUE" strings, e.g. ["epochs=20", "batch_size=16"]
+OVERRIDES = []
+SMOKE_ROOT = "celebseg-smoke"      # SMOKE only: the synthetic workspace
+SHOW_IMAGES = 3                    # test images in the prediction grid
+"""
+
+TRAIN_SMOKE = """
+if SMOKE:
+    from celebseg_utils.interface import notebook
+    from celebseg_utils.demo import smoke_workspace
+
+    workspace = smoke_workspace(SMOKE_ROOT, count=48, image_size=64)
+    PREPARED_DIR = workspace["prepared"]
+    RUN_ROOT = RUN_ROOT or f"{SMOKE_ROOT}/runs"  # never mix toy runs with real ones
+    PRESET = notebook.SMOKE_PRESET  # MobileNetV3, random init; then 64 px, 1 epoch of 2 steps
+    OVERRIDES = [*notebook.SMOKE_OVERRIDES, *OVERRIDES]
+"""
+
+TRAIN_EXPLAIN = """
+`RUN_ROOT = None` puts the run on Google Drive when it is mounted (Colab asks for
+permission once), so a disconnected runtime loses at most one epoch: re-run the notebook
+and training resumes from the last completed epoch in the run folder.
+"""
+
+
+def training_cells(runs: list[tuple[str, str]]) -> list[dict]:
+    """Configure / train / evaluate / show cells for each ``(run name, loss overrides)``."""
+    cells = []
+    for name, loss_overrides in runs:
+        title = f" · `{name}`" if len(runs) > 1 else ""
+        cells += [
+            md(f"""
+## Configure{title}
+
+The preset holds the defaults (DeepLabV3+ with an ImageNet ResNet50-V2 backbone at 512 px,
+AdamW with warm-up and decay, flip and colour augmentation); each override changes one
+key exactly as `celebseg train --preset NAME --set key=value` would. The run folder
+keeps the configuration, checkpoints and history: on Google Drive when it is mounted, else
+under `runs/`.
+"""),
+            code(f"""
+from celebseg_utils.engine import config
+from celebseg_utils.interface import notebook
+
+run_dir = notebook.mount_drive_run_dir({name!r}, root=RUN_ROOT)
+cfg = config.resolve_config(preset=PRESET, run_dir=run_dir, overrides=[
+    f"data.prepared={{PREPARED_DIR}}", {loss_overrides}, *OVERRIDES])
+print(config.config_to_yaml(cfg))
+"""),
+            md(f"""
+## Train{title}
+
+Keras prints one progress bar per epoch. The model with the best validation mIoU is kept
+as `best.keras`; `history.json` grows by one entry per epoch. Re-running this cell resumes
+an interrupted run, and returns at once for a finished one.
+"""),
+            code("""
+from celebseg_utils.interface import notebook_figures as figures
+from celebseg_utils.engine import train
+
+result = train.train(cfg)
+figures.plot_history(result["history"]);
+"""),
+            md(f"""
+## Evaluate{title}
+
+The scores come from one confusion matrix accumulated over the whole test split: IoU and
+F1 per class, mIoU over the 19 classes, mean F1 over the 18 facial classes (the usual
+face-parsing number), and pixel accuracy.
+"""),
+            code("""
+from celebseg_utils.engine import evaluate
+
+results = evaluate.evaluate_model(result["best_model"], PREPARED_DIR, split="test",
+                                  out=run_dir / "results.json")
+notebook.Markdown(evaluate.results_table(results))
+"""),
+            md(f"""
+## Predictions{title}
+
+Photo, ground truth and prediction for a few test faces. Then the viewer, on the same model:
+step through the test split and compare the two maps with the per-image IoU.
+"""),
+            code("""
+figures.plot_predictions(result["best_model"], PREPARED_DIR, count=SHOW_IMAGES, split="test");
+"""),
+            code("""
+from celebseg_utils.interface.widgets import MaskViewer
+
+MaskViewer(PREPARED_DIR, split="test", model=result["best_model"])
+"""),
+        ]
+    return cells
