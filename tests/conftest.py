@@ -1,4 +1,4 @@
-"""Shared fixtures. Test modules mirror the package modules they test."""
+"""Shared fixtures. Test folders mirror the package's rooms (tests/data, tests/models, ...)."""
 
 from __future__ import annotations
 

@@ -47,7 +47,7 @@ The split follows CelebA's official partition through the mapping file: an image
 Preparing the full dataset takes a few minutes; it is done once.
 """),
         code("""
-from celebseg_utils.data.prepare import prepare_dataset
+from celebseg_utils import prepare_dataset
 
 summary = prepare_dataset(DATA_DIR, PREPARED_DIR, workers=WORKERS, tfrecords=TFRECORDS)
 summary
@@ -76,7 +76,7 @@ photo. The viewer is an ipywidgets panel: it needs a live kernel, so a static re
 of this notebook (GitHub, HTML) leaves it out; the cell after it draws what it shows.
 """),
         code("""
-from celebseg_utils.interface.widgets import MaskViewer
+from celebseg_utils import MaskViewer
 
 viewer = MaskViewer(PREPARED_DIR)
 viewer

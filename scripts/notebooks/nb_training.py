@@ -98,7 +98,7 @@ step through the test split and compare the two maps with the per-image IoU.
 figures.plot_predictions(result["best_model"], PREPARED_DIR, count=SHOW_IMAGES, split="test");
 """),
             code("""
-from celebseg_utils.interface.widgets import MaskViewer
+from celebseg_utils import MaskViewer
 
 MaskViewer(PREPARED_DIR, split="test", model=result["best_model"])
 """),

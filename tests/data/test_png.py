@@ -1,7 +1,7 @@
 """png: the nonzero pixels of a PNG, on libdeflate's fast path and through Pillow alike.
 
 The decoder's exactness on every row filter and its fallbacks are tested through
-``masks`` in tests/test_masks.py, which reads masks the way prepare does.
+``masks`` in tests/data/test_masks.py, which reads masks the way prepare does.
 """
 
 import doctest

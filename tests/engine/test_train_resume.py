@@ -22,7 +22,7 @@ from test_train import make_tiny_prepared, tiny_overrides
 
 from celebseg_utils.engine import callbacks as cb
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS = 3, 3
 
 

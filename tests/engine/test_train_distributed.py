@@ -2,7 +2,7 @@
 
 Logical devices must be configured before TensorFlow initialises, so the run happens in a
 fresh interpreter: this file is also the worker
-(``python tests/test_train_distributed.py PREPARED RUN`` prints one JSON line).
+(``python tests/engine/test_train_distributed.py PREPARED RUN`` prints one JSON line).
 """
 
 from __future__ import annotations
@@ -15,7 +15,7 @@ from pathlib import Path
 
 import pytest
 
-REPO = Path(__file__).resolve().parents[1]
+REPO = Path(__file__).resolve().parents[2]
 
 
 def worker(prepared: str, run: str) -> dict:

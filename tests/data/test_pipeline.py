@@ -2,7 +2,7 @@
 tf.distribute, and the real samples with their label ids intact.
 
 This file is also the worker of the tf.distribute test (logical CPU devices must be set
-before TensorFlow initialises): ``python tests/test_data.py PREPARED`` prints one JSON line.
+before TensorFlow initialises): ``python tests/data/test_pipeline.py PREPARED`` prints one JSON line.
 """
 
 from __future__ import annotations
@@ -257,7 +257,7 @@ def _distributed_worker(prepared: str) -> dict:
 
 @pytest.mark.slow
 def test_global_batch_is_split_across_two_replicas(prepared):
-    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(Path(__file__).parents[1]))
+    env = dict(os.environ, TF_CPP_MIN_LOG_LEVEL="3", PYTHONPATH=str(Path(__file__).parents[2]))
     proc = subprocess.run([sys.executable, __file__, str(prepared)], capture_output=True, text=True,
                           env=env, timeout=300)
     assert proc.returncode == 0, proc.stderr[-2000:]

@@ -1,7 +1,7 @@
 """The streaming confusion matrix under a two-replica MirroredStrategy equals one device's.
 
 Logical CPU devices must be configured before TensorFlow initialises, so the check runs in
-a fresh interpreter: this file is also the worker (``python tests/test_metrics_distributed.py``
+a fresh interpreter: this file is also the worker (``python tests/models/test_metrics_distributed.py``
 prints one JSON line).
 """
 
@@ -81,7 +81,7 @@ def worker() -> dict:
 def test_two_replicas_give_the_same_confusion_matrix_as_one_device():
     import numpy as np
 
-    root = Path(__file__).resolve().parents[1]
+    root = Path(__file__).resolve().parents[2]
     env = {**os.environ, "PYTHONPATH": str(root), "TF_CPP_MIN_LOG_LEVEL": "2"}
     proc = subprocess.run([sys.executable, __file__], capture_output=True, text=True,
                           env=env, cwd=root, timeout=300)
