@@ -32,6 +32,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
     "stats": ("celebseg_utils.stats", "class frequencies and class weights of the train split"),
     "train": ("celebseg_utils.train", "train a DeepLabV3+ model (resumable)"),
     "evaluate": ("celebseg_utils.evaluate", "per-class IoU/F1 of a model on a split"),
+    "study": ("celebseg_utils.study", "the loss study: every loss arm x seed, trained and tested alike"),
     "compare": ("celebseg_utils.evaluate", "put several runs' per-class scores side by side"),
     "predict": ("celebseg_utils.predict", "label map and colour overlay for images"),
     "export": ("celebseg_utils.predict", "export a model to SavedModel, TFLite or ONNX"),

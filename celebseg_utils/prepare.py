@@ -262,8 +262,10 @@ def _open_out(out: Path, source: dict) -> Path:
     except (OSError, ValueError):
         old = {}
     if old is not None and old != source:
-        what = ("masks of another size" if old.get("mapping_sha256") == source["mapping_sha256"]
-                else "another mapping file")
+        what = ("masks of another size" if "mapping_sha256" in source
+                and old.get("mapping_sha256") == source["mapping_sha256"]
+                else "another mapping file" if "mapping_sha256" in source
+                else "other photo/label files")
         raise CelebsegError(
             f"--out {out} holds labels made from other data ({what}, says {source_file}); "
             f"choose another --out, or delete {labels_dir} and {source_file} to remake them")
@@ -282,20 +284,22 @@ def _start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-def _run(jobs, workers: int, total: int, progress: bool):
-    """Yield each job's results, in parallel when ``workers > 1``."""
+def _run(jobs, workers: int, total: int, progress: bool, work=None):
+    """Yield each job's results (``work(job)``, default a chunk of raw images), in parallel
+    when ``workers > 1``."""
+    work = _prepare_chunk if work is None else work
     from tqdm.auto import tqdm
 
     with tqdm(total=total, desc="prepare", unit="img", disable=not progress) as bar:
         if workers == 1:
             for job in jobs:
-                results = _prepare_chunk(job)
+                results = work(job)
                 bar.update(len(results))
                 yield results
             return
         pool = multiprocessing.get_context(_start_method()).Pool(workers, initializer=_ignore_sigint)
         try:
-            for results in pool.imap_unordered(_prepare_chunk, jobs):
+            for results in pool.imap_unordered(work, jobs):
                 bar.update(len(results))
                 yield results
             pool.close()
@@ -412,11 +416,21 @@ def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
     >>> parser = argparse.ArgumentParser()
     >>> add_prepare_arguments(parser)
     >>> args = parser.parse_args(["--data-root", "raw", "--out", "prep", "--skip-bad"])
-    >>> args.workers, args.tfrecords, args.skip_bad
-    (None, False, True)
+    >>> args.workers, args.tfrecords, args.skip_bad, args.images
+    (None, False, True, None)
     """
-    parser.add_argument("--data-root", required=True, type=Path, metavar="DIR",
+    parser.add_argument("--data-root", type=Path, metavar="DIR",
                         help="raw CelebAMask-HQ folder (from `celebseg download` or `celebseg synth`)")
+    parser.add_argument("--images", type=Path, metavar="DIR",
+                        help="instead of --data-root: a folder of photos, with --labels (fused labels)")
+    parser.add_argument("--labels", type=Path, metavar="DIR",
+                        help="fused label maps matched to --images by file stem: 8-bit ids (L), "
+                             "palette PNGs (P, indices = ids) or official-palette colours")
+    parser.add_argument("--split", default=None, metavar="NAME=F,...",
+                        help="with --images/--labels: split fractions summing to 1 "
+                             "(default train=0.8,val=0.1,test=0.1; test=1 for a test-only folder)")
+    parser.add_argument("--split-seed", type=int, default=0, metavar="N",
+                        help="seed of the stratified split of --images/--labels (default 0)")
     parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="prepared folder to write")
     parser.add_argument("--workers", type=int, default=None, metavar="N",
                         help="worker processes (default: all cores, os.cpu_count())")
@@ -430,8 +444,28 @@ def run_prepare(args: argparse.Namespace) -> int:
 
     Example: ``celebseg prepare --data-root /data/CelebAMask-HQ --out /data/prepared``.
     """
-    info = prepare_dataset(args.data_root, args.out, workers=args.workers, tfrecords=args.tfrecords,
-                           skip_bad=args.skip_bad, progress=True)
+    fused = args.images is not None or args.labels is not None
+    if fused and args.data_root is not None:
+        raise CelebsegError("give either --data-root RAW (per-attribute masks) or --images DIR "
+                            "--labels DIR (fused labels), not both")
+    if fused and (args.images is None or args.labels is None):
+        raise CelebsegError(f"--{'labels' if args.images is not None else 'images'} is missing: "
+                            f"fused labels need both --images DIR and --labels DIR")
+    if not fused and args.data_root is None:
+        raise CelebsegError("the following arguments are required: --data-root (or --images "
+                            "DIR and --labels DIR for fused labels)")
+    if not fused and (args.split is not None or args.split_seed != 0):
+        raise CelebsegError("--split and --split-seed apply to --images/--labels; the raw layout "
+                            "uses the official split of its mapping file")
+    if fused:
+        from celebseg_utils.fused import prepare_fused
+
+        info = prepare_fused(args.images, args.labels, args.out, split=args.split,
+                             split_seed=args.split_seed, workers=args.workers,
+                             tfrecords=args.tfrecords, skip_bad=args.skip_bad, progress=True)
+    else:
+        info = prepare_dataset(args.data_root, args.out, workers=args.workers,
+                               tfrecords=args.tfrecords, skip_bad=args.skip_bad, progress=True)
     splits = "/".join(str(info["splits"][s]) for s in layout.SPLITS)
     problems = (f"; {info['problems']} bad images left out, listed in {Path(args.out) / 'problems.txt'}"
                 if info["problems"] else "; no problems")
