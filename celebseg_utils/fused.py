@@ -198,31 +198,51 @@ def stratified_split(presence: dict[int, tuple[bool, ...]], fractions: dict[str,
                      seed: int = 0) -> dict[str, list[int]]:
     """Image ids per split: seeded, stratified on the rare classes' presence.
 
-    Images are grouped by which rare classes they hold (rarest combinations first) and
-    shuffled within each group by ``seed``; walking that list, each image goes to the split
-    furthest below its quota so far. Every group is then cut in proportion, and remainders
-    carry over to the next group instead of always landing in ``train``.
+    Iterative stratification (Sechidis, Tsoumakas and Vlahavas, ECML 2011): the ids are
+    shuffled by ``seed``; then, rarest class first, each image holding that class goes to
+    the split that still wants the most images of it (ties: the split that wants the most
+    images overall), and the images holding no rare class fill the splits' remaining sizes.
+    Each rare class then lands in every split in proportion, within about one image.
 
     >>> s = stratified_split({k: (k % 10 == 0,) for k in range(100)}, parse_split("train=0.8,val=0.1,test=0.1"))
     >>> [len(s[n]) for n in ("train", "val", "test")], [sum(k % 10 == 0 for k in s[n]) for n in ("train", "val", "test")]
     ([80, 10, 10], [8, 1, 1])
     """
     rng = np.random.default_rng(seed)
-    groups: dict[tuple, list[int]] = {}
-    for k in sorted(presence):
-        groups.setdefault(tuple(bool(v) for v in presence[k]), []).append(k)
-    order = []
-    for key in sorted(groups, key=lambda g: (len(groups[g]), g)):
-        members = np.array(groups[key])
-        order.extend(members[rng.permutation(len(members))].tolist())
+    ids = sorted(presence)
+    ids = [ids[i] for i in rng.permutation(len(ids))]
     names = [n for n in layout.SPLITS if fractions.get(n, 0.0) > 0]
     share = np.array([fractions[n] for n in names])
-    taken = np.zeros(len(names))
+    flags = {k: np.array(presence[k], dtype=bool) for k in ids}
+    n_classes = len(next(iter(flags.values()))) if flags else 0
+    want_total = share * len(ids)
+    totals = np.sum([flags[k] for k in ids], axis=0) if ids else np.zeros(0)
+    want = share[:, None] * totals[None, :]  # (splits, classes)
     out = {n: [] for n in layout.SPLITS}
-    for i, k in enumerate(order):
-        j = int(np.argmax(share * (i + 1) - taken))
-        taken[j] += 1
-        out[names[j]].append(k)
+    left = set(ids)
+
+    def assign(k, j):
+        if j is None:
+            s = int(np.argmax(want_total))
+        else:
+            best = want[:, j].max()
+            tied = np.flatnonzero(np.isclose(want[:, j], best))
+            s = int(tied[np.argmax(want_total[tied])])
+        out[names[s]].append(k)
+        want[s] -= flags[k]
+        want_total[s] -= 1
+        left.discard(k)
+
+    for _ in range(n_classes):
+        remaining = [sum(1 for k in left if flags[k][j]) for j in range(n_classes)]
+        open_classes = [j for j in range(n_classes) if remaining[j] > 0]
+        if not open_classes:
+            break
+        j = min(open_classes, key=lambda c: remaining[c])
+        for k in [k for k in ids if k in left and flags[k][j]]:
+            assign(k, j)
+    for k in [k for k in ids if k in left]:
+        assign(k, None)
     return {n: sorted(v) for n, v in out.items()}
 
 
