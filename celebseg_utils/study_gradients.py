@@ -340,7 +340,8 @@ def plot_gradient_shares(table, path=None):
         for j, c in enumerate(ids):
             if c in rare:
                 ax.axvspan(j - 0.5, j + 0.5, color="#f3d9d9", zorder=0)
-        floor = 1e-6
+        positive = [v for s in schemes for v in t["shares"][s] if v > 0]
+        floor = 10 ** math.floor(math.log10(min(positive))) if positive else 1e-6
         for k, s in enumerate(schemes):
             vals = np.maximum(np.asarray(t["shares"][s])[ids], floor)
             ax.bar(x - 0.4 + width * (k + 0.5), vals, width, label=s, color=cmap(k), zorder=2)
@@ -363,7 +364,7 @@ def plot_gradient_shares(table, path=None):
         ax.set_title(f"Gradient share per true facial class, {logits}; {t['batches']} batches "
                      f"x {t['batch_size']} images\n(background share: {bg}; rare classes "
                      f"shaded, bold)", fontsize=9)
-        ax.legend(fontsize=7, ncol=len(schemes) + 1, loc="upper right")
+        ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
     fig.tight_layout()
     if path is not None:
         viz.save_figure(fig, path)
