@@ -151,6 +151,7 @@ def _full_argv(command: str, ws: Path) -> list:
         "predict": ["predict", "--model", model, photo, "--out", ws / "pred"],
         "export": ["export", "--model", model, "--format", "onnx", "--out", ws / "m.onnx"],
         "demo": ["demo", "--out", ws / "demo", "--count", "3"],
+        "study": ["study", "--prepared", ws / "prep", "--out", ws / "study", "--seeds", "1"],
     }[command]
 
 
@@ -195,6 +196,7 @@ MISSING = [  # command line without one required option, what the error must nam
     ("compare", ["compare", "--names", "a"], ["RUN_DIR"]),
     ("predict", ["predict", "--model", "{ws}/m.keras", "--out", "{ws}/pred"], ["IMAGE"]),
     ("export", ["export", "--model", "{ws}/m.keras", "--format", "onnx"], ["--out"]),
+    ("study", ["study", "--out", "{ws}/study"], ["--prepared"]),
 ]
 
 
@@ -257,6 +259,20 @@ BAD_VALUES = [  # id, argv (outputs under {ws}), fragments the error must name
      ["--image-size", "abc"]),
     ("demo-epochs-0", ["demo", "--out", "{ws}/demo", "--count", "3", "--epochs", "0"],
      ["--epochs", "0"]),
+    ("prepare-split-2", ["prepare", "--images", "{ws}", "--labels", "{ws}", "--out", "{ws}/prep",
+                         "--split", "train=2"], ["--split", "between 0 and 1"]),
+    ("prepare-split-sum", ["prepare", "--images", "{ws}", "--labels", "{ws}", "--out",
+                           "{ws}/prep", "--split", "train=0.5"], ["--split", "sum to 0.5"]),
+    ("study-arm", ["study", "--prepared", "{prep}", "--out", "{ws}/study", "--arms", "dcie"],
+     ["unknown arm 'dcie'"]),
+    ("study-seeds-0", ["study", "--prepared", "{prep}", "--out", "{ws}/study", "--seeds", "0"],
+     ["--seeds", "got 0"]),
+    ("study-preset", ["study", "--prepared", "{prep}", "--out", "{ws}/study", "--preset",
+                      "gpu-huge"], ["unknown preset 'gpu-huge'"]),
+    ("study-set-abc", ["study", "--prepared", "{prep}", "--out", "{ws}/study", "--set",
+                       "batch_size=abc"], ["batch_size", "abc"]),
+    ("study-not-prepared", ["study", "--prepared", "{ws}", "--out", "{ws}/study"],
+     ["not a prepared folder"]),
 ]
 
 

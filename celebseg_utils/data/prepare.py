@@ -38,7 +38,6 @@ data into the same ``OUT`` stops instead of mixing the two.
 
 from __future__ import annotations
 
-import argparse
 import collections
 import hashlib
 import json
@@ -54,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from celebseg_utils.data import layout
+from celebseg_utils.data.pipeline import layout
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                                    remove_partial_files)
@@ -262,8 +261,10 @@ def _open_out(out: Path, source: dict) -> Path:
     except (OSError, ValueError):
         old = {}
     if old is not None and old != source:
-        what = ("masks of another size" if old.get("mapping_sha256") == source["mapping_sha256"]
-                else "another mapping file")
+        what = ("masks of another size" if "mapping_sha256" in source
+                and old.get("mapping_sha256") == source["mapping_sha256"]
+                else "another mapping file" if "mapping_sha256" in source
+                else "other photo/label files")
         raise CelebsegError(
             f"--out {out} holds labels made from other data ({what}, says {source_file}); "
             f"choose another --out, or delete {labels_dir} and {source_file} to remake them")
@@ -282,20 +283,22 @@ def _start_method() -> str:
     return "forkserver" if "forkserver" in methods else "spawn"
 
 
-def _run(jobs, workers: int, total: int, progress: bool):
-    """Yield each job's results, in parallel when ``workers > 1``."""
+def _run(jobs, workers: int, total: int, progress: bool, work=None):
+    """Yield each job's results (``work(job)``, default a chunk of raw images), in parallel
+    when ``workers > 1``."""
+    work = _prepare_chunk if work is None else work
     from tqdm.auto import tqdm
 
     with tqdm(total=total, desc="prepare", unit="img", disable=not progress) as bar:
         if workers == 1:
             for job in jobs:
-                results = _prepare_chunk(job)
+                results = work(job)
                 bar.update(len(results))
                 yield results
             return
         pool = multiprocessing.get_context(_start_method()).Pool(workers, initializer=_ignore_sigint)
         try:
-            for results in pool.imap_unordered(_prepare_chunk, jobs):
+            for results in pool.imap_unordered(work, jobs):
                 bar.update(len(results))
                 yield results
             pool.close()
@@ -404,38 +407,3 @@ def _raise(problem, out: Path):
     k, path, reason = problem
     raise CelebsegError(f"{path}: {reason} (image {k}); fix or remove it, or re-run with --skip-bad "
                         f"to leave such images out (listed in {out / 'problems.txt'})")
-
-
-def add_prepare_arguments(parser: argparse.ArgumentParser) -> None:
-    """Options of ``celebseg prepare``.
-
-    >>> parser = argparse.ArgumentParser()
-    >>> add_prepare_arguments(parser)
-    >>> args = parser.parse_args(["--data-root", "raw", "--out", "prep", "--skip-bad"])
-    >>> args.workers, args.tfrecords, args.skip_bad
-    (None, False, True)
-    """
-    parser.add_argument("--data-root", required=True, type=Path, metavar="DIR",
-                        help="raw CelebAMask-HQ folder (from `celebseg download` or `celebseg synth`)")
-    parser.add_argument("--out", required=True, type=Path, metavar="DIR", help="prepared folder to write")
-    parser.add_argument("--workers", type=int, default=None, metavar="N",
-                        help="worker processes (default: all cores, os.cpu_count())")
-    parser.add_argument("--tfrecords", action="store_true", help="also write TFRecord shards to OUT/tfrecords/")
-    parser.add_argument("--skip-bad", action="store_true",
-                        help="leave bad images out of the splits (listed in OUT/problems.txt) instead of stopping")
-
-
-def run_prepare(args: argparse.Namespace) -> int:
-    """Run ``celebseg prepare`` and print a one-line summary; returns the exit status 0.
-
-    Example: ``celebseg prepare --data-root /data/CelebAMask-HQ --out /data/prepared``.
-    """
-    info = prepare_dataset(args.data_root, args.out, workers=args.workers, tfrecords=args.tfrecords,
-                           skip_bad=args.skip_bad, progress=True)
-    splits = "/".join(str(info["splits"][s]) for s in layout.SPLITS)
-    problems = (f"; {info['problems']} bad images left out, listed in {Path(args.out) / 'problems.txt'}"
-                if info["problems"] else "; no problems")
-    print(f"prepared {info['num_images']} images (train/val/test {splits}) in {args.out}: "
-          f"{info['written']} labels written, {info['existing']} kept from an earlier run, "
-          f"{info['label_size']} px, {info['seconds']:.1f} s{problems}")
-    return 0

@@ -165,12 +165,12 @@ def _completed_or_check(config: TrainConfig, run: Path):
 def _datasets(config: TrainConfig, prepared: str, val_steps):
     from celebseg_utils.data.pipeline import make_dataset
 
-    common = dict(image_size=config.image_size, batch_size=config.batch_size, encoding="int")
+    common = dict(image_size=config.image_size, batch_size=config.batch_size)
     train_ds = make_dataset(prepared, config.data.train_split, augment=config.data.augment,
-                            shuffle=True, seed=config.seed, repeat=True,
+                            shuffle=True, seed=config.seed, repeat=True, encoding=config.data.encoding,
                             sample_weights=config.data.sample_weights, **common)
     val_ds = make_dataset(prepared, config.data.val_split, augment=False, shuffle=False,
-                          repeat=val_steps is not None, **common)
+                          repeat=val_steps is not None, encoding=config.data.encoding, **common)
     return train_ds, val_ds
 
 
@@ -182,7 +182,8 @@ def _compile_model(config: TrainConfig, class_weights, total_steps: int, warmup_
 
     model = build_model(num_classes=NUM_CLASSES, backbone=config.model.backbone,
                         image_size=config.image_size, library=config.model.library,
-                        weights=config.model.weights, bn_momentum=config.model.bn_momentum)
+                        weights=config.model.weights, bn_momentum=config.model.bn_momentum,
+                        aspp_rates=config.model.aspp_rates)
     loss = get_loss(config.loss.name, num_classes=NUM_CLASSES, class_weights=class_weights,
                     **config.loss.kwargs)
     opt = config.optimizer
@@ -192,8 +193,9 @@ def _compile_model(config: TrainConfig, class_weights, total_steps: int, warmup_
                                        clipnorm=opt.clipnorm)
     # Decaying norm scales and biases only shrinks them towards 0: the usual exclusion.
     optimizer.exclude_from_weight_decay(var_names=["bias", "gamma", "beta"])
-    metrics = [MeanIoU(num_classes=NUM_CLASSES, name="miou"),
-               keras.metrics.SparseCategoricalAccuracy(name="pixel_accuracy")]
+    accuracy = (keras.metrics.CategoricalAccuracy if config.data.encoding == "onehot"
+                else keras.metrics.SparseCategoricalAccuracy)
+    metrics = [MeanIoU(num_classes=NUM_CLASSES, name="miou"), accuracy(name="pixel_accuracy")]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
                   jit_compile=config.jit_compile)
     return model

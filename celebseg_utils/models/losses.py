@@ -305,9 +305,27 @@ class LovaszSoftmax(_RegionLoss):
         return self._mean_over_present(per_class, ops.sum(fg, axis=-1))
 
 
+def categorical_ce(num_classes=NUM_CLASSES, class_weights=None, **kw):
+    """Keras's own ``CategoricalCrossentropy`` on logits, for **one-hot** labels.
+
+    The loss study's ``ce_onehot`` arm trains with it (``data.encoding=onehot``) as a
+    cross-check of :class:`SparseCE` on integer labels: the two must agree up to rounding.
+
+    >>> import numpy as np
+    >>> y = np.eye(3, dtype="float32")[[[[2]]]][..., 0, :]; z = np.array([[[[0.0, 1.0, 2.0]]]], "float32")
+    >>> abs(float(categorical_ce(3)(y, z)) - float(SparseCE(3)(np.array([[[[2]]]]), z))) < 1e-6
+    True
+    """
+    if class_weights is not None:
+        raise CelebsegError("loss 'categorical_ce' takes no class_weights: use 'weighted_ce'")
+    del num_classes  # the one-hot labels carry it
+    return keras.losses.CategoricalCrossentropy(from_logits=True, name="categorical_ce", **kw)
+
+
 LOSSES: dict[str, type] = {
-    "sparse_ce": SparseCE, "weighted_ce": WeightedCE, "dice": DiceLoss,
-    "jaccard": JaccardLoss, "ce_dice": CEDiceLoss, "lovasz": LovaszSoftmax, "focal": FocalLoss,
+    "sparse_ce": SparseCE, "categorical_ce": categorical_ce, "weighted_ce": WeightedCE,
+    "dice": DiceLoss, "jaccard": JaccardLoss, "ce_dice": CEDiceLoss, "lovasz": LovaszSoftmax,
+    "focal": FocalLoss,
 }
 
 

@@ -1,0 +1,338 @@
+"""The loss study's report: ``study.json``, ``study.md`` and figures from the finished runs.
+
+Per arm, over the seeds it finished: mean and standard deviation (``ddof=1``) of the mean F1
+over the 18 facial classes, the mIoU over 19 classes and the pixel accuracy, and of each
+class's F1, precision and recall on the test split.
+
+Against the baseline (``sparse_ce``), for the mean F1 and each rare class's F1, two paired
+tests, both required for a difference to *hold*:
+
+- **the sign over seeds**: run ``s`` of an arm and run ``s`` of the baseline share their
+  initial weights and batches, so ``d_s = score(arm, s) - score(baseline, s)`` isolates the
+  loss; the difference holds across seeds when every ``d_s`` has the same sign. With 3 seeds
+  this alone would happen by chance 1 time in 4 (2 x 1/2^3) when the loss changes nothing,
+  so it is a consistency check, not a significance test;
+- **a paired bootstrap over test faces** (2,000 resamples): the same resampled faces score
+  both arms, per seed, and the seed-averaged difference's 95% interval must exclude 0. It
+  measures how much the difference depends on which faces the test split happened to hold.
+
+A class's F1 pools its pixels over the faces (``2 TP / (2 TP + FP + FN)``), as ``celebseg
+evaluate`` does; a class absent from truth and prediction has no F1 and is left out of the
+mean, and the report says how many classes each mean covers.
+
+>>> round(paired_sign([0.1, 0.2, 0.05]), 2), paired_sign([0.1, -0.2, 0.05])
+(1.0, 0.0)
+"""
+
+from __future__ import annotations
+
+import json
+from pathlib import Path
+
+import numpy as np
+
+from celebseg_utils import labels as L
+from celebseg_utils.fileio import atomic_write_json, atomic_write_text
+
+FACIAL = list(L.FACIAL_CLASS_IDS)
+RARE = [L.class_id(c) for c in L.RARE_CLASSES]
+BOOTSTRAP_SAMPLES = 2000
+
+
+def run_dir(out, arm: str, seed: int) -> Path:
+    """The folder of one run of a study: ``OUT/runs/<arm>/seed<k>``."""
+    return Path(out) / "runs" / arm / f"seed{seed}"
+
+
+def _name(class_id: int) -> str:
+    return L.DISPLAY_NAMES[L.CLASS_NAMES[class_id]]
+
+
+def paired_sign(diffs) -> float:
+    """1.0 when every paired difference is positive, 0.0 when signs differ, -1.0 when all
+    are negative (a zero difference counts as a differing sign)."""
+    diffs = np.asarray(diffs, dtype=np.float64)
+    if diffs.size and (diffs > 0).all():
+        return 1.0
+    if diffs.size and (diffs < 0).all():
+        return -1.0
+    return 0.0
+
+
+def f1_from_counts(tp, fp, fn) -> np.ndarray:
+    """Per-class F1 (NaN where a class has no pixel in truth nor prediction), last axis C."""
+    tp, fp, fn = (np.asarray(a, np.float64) for a in (tp, fp, fn))
+    denom = 2 * tp + fp + fn
+    with np.errstate(divide="ignore", invalid="ignore"):
+        return np.where(denom > 0, 2 * tp / denom, np.nan)
+
+
+def load_runs(out, arms, seeds: int) -> dict:
+    """``{arm: {seed: {"results": test.json, "counts": npz arrays}}}`` of the finished runs."""
+    runs: dict = {}
+    for arm in arms:
+        for seed in range(seeds):
+            folder = run_dir(out, arm, seed)
+            if not (folder / "test.json").exists():
+                continue
+            with np.load(folder / "test_counts.npz") as z:
+                counts = {k: z[k] for k in z.files}
+            runs.setdefault(arm, {})[seed] = {
+                "results": json.loads((folder / "test.json").read_text()), "counts": counts}
+    return runs
+
+
+def _mean_std(values) -> dict:
+    v = np.asarray([x for x in values if x is not None and np.isfinite(x)], np.float64)
+    if not v.size:
+        return {"mean": None, "std": None, "n": 0}
+    return {"mean": float(v.mean()), "std": float(v.std(ddof=1)) if v.size > 1 else 0.0,
+            "n": int(v.size), "values": [float(x) for x in values]}
+
+
+def summarise_arm(seed_runs: dict) -> dict:
+    results = [seed_runs[s]["results"] for s in sorted(seed_runs)]
+    per_class = {}
+    for c in range(L.NUM_CLASSES):
+        name = L.CLASS_NAMES[c]
+        per_class[name] = {k: _mean_std([r["per_class"][name][k] for r in results])
+                           for k in ("f1", "precision", "recall", "iou")}
+    covered = [sum(r["per_class"][L.CLASS_NAMES[c]]["f1"] is not None for c in FACIAL)
+               for r in results]
+    return {"seeds": sorted(seed_runs), "mean_f1": _mean_std([r["mean_f1"] for r in results]),
+            "miou": _mean_std([r["miou"] for r in results]),
+            "pixel_accuracy": _mean_std([r["pixel_accuracy"] for r in results]),
+            "facial_classes_averaged": min(covered), "per_class": per_class,
+            "train_minutes": _mean_std([r.get("train_seconds", 0) / 60 for r in results])}
+
+
+def paired_comparison(base: dict, arm: dict, rng) -> dict:
+    """Arm minus baseline on the seeds both finished: per-seed differences, their sign, and a
+    paired bootstrap interval over test faces, for the mean F1 and each rare class's F1."""
+    seeds = sorted(set(base) & set(arm))
+    if not seeds:
+        return {}
+    n = len(base[seeds[0]]["counts"]["ids"])
+    draws = rng.multinomial(n, np.full(n, 1.0 / n), size=BOOTSTRAP_SAMPLES).astype(np.float64)
+
+    def f1s(run, weights=None):
+        c = run["counts"]
+        if weights is None:
+            return f1_from_counts(c["tp"].sum(0), c["fp"].sum(0), c["fn"].sum(0))
+        return f1_from_counts(weights @ c["tp"], weights @ c["fp"], weights @ c["fn"])
+
+    boot = np.mean([f1s(arm[s], draws) - f1s(base[s], draws) for s in seeds], axis=0)
+    point = [f1s(arm[s]) - f1s(base[s]) for s in seeds]
+    out = {"seeds": seeds}
+    # the mean F1 difference, from each side's own mean over its defined classes
+    boot_mean = np.mean([np.nanmean(f1s(arm[s], draws)[:, FACIAL], axis=1)
+                         - np.nanmean(f1s(base[s], draws)[:, FACIAL], axis=1) for s in seeds], axis=0)
+    per_seed = [float(np.nanmean(f1s(arm[s])[FACIAL]) - np.nanmean(f1s(base[s])[FACIAL])) for s in seeds]
+    targets = [("mean_f1", per_seed, boot_mean)]
+    targets += [(L.CLASS_NAMES[c], [float(p[c]) for p in point], boot[:, c]) for c in RARE]
+    for key, diffs, samples in targets:
+        samples = samples[np.isfinite(samples)]
+        lo, hi = (np.percentile(samples, [2.5, 97.5]) if samples.size else (np.nan, np.nan))
+        sign = paired_sign(diffs)
+        out[key] = {"diff_mean": float(np.nanmean(diffs)), "diff_per_seed": diffs,
+                    "sign_over_seeds": sign, "ci95": [float(lo), float(hi)],
+                    "holds": bool(sign != 0 and (lo > 0 or hi < 0) and len(seeds) >= 2)}
+    return out
+
+
+def build_report(out, arms, seeds: int, baseline: str = "sparse_ce") -> dict:
+    runs = load_runs(out, arms, seeds)
+    rng = np.random.default_rng(0)
+    complete = [s for s in range(seeds) if all(s in runs.get(a, {}) for a in arms)]
+    report = {"arms": [a for a in arms if a in runs], "seeds_requested": seeds,
+              "seeds_complete": len(complete), "baseline": baseline,
+              "rare_classes": list(L.RARE_CLASSES),
+              "method": {"spread": "mean and standard deviation (ddof=1) over seeds",
+                         "comparison": "paired by seed: sign of every per-seed difference, and a "
+                                       f"{BOOTSTRAP_SAMPLES}-resample paired bootstrap over test "
+                                       "faces of the seed-averaged difference (95% interval); "
+                                       "a difference holds when both agree"},
+              "summary": {a: summarise_arm(runs[a]) for a in arms if a in runs},
+              "versus_baseline": {}}
+    for arm in report["arms"]:
+        if arm != baseline and baseline in runs:
+            report["versus_baseline"][arm] = paired_comparison(runs[baseline], runs[arm], rng)
+    args = Path(out) / "study_args.json"
+    if args.exists():
+        report["settings"] = json.loads(args.read_text())
+    return report
+
+
+def _pm(stat: dict, digits: int = 3) -> str:
+    if stat.get("mean") is None:
+        return "n/a"
+    return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
+
+
+def study_markdown(report: dict) -> str:
+    arms, summary = report["arms"], report["summary"]
+    n_facial = min((summary[a]["facial_classes_averaged"] for a in arms), default=0)
+    lines = [f"# The loss study: {len(arms)} arms, {report['seeds_complete']} complete seeds", "",
+             f"Test split; mean ± standard deviation over seeds. Mean F1 over the facial classes "
+             f"present (at least {n_facial} of 18), mIoU over 19 classes.", "",
+             "| arm | seeds | mean F1 | mIoU | pixel accuracy | " + " | ".join(
+                 f"F1 {_name(c)}" for c in RARE) + " |",
+             "|---|---:|---:|---:|---:|" + "---:|" * len(RARE)]
+    for a in arms:
+        s = summary[a]
+        cells = [_pm(s["per_class"][L.CLASS_NAMES[c]]["f1"]) for c in RARE]
+        lines.append(f"| {a} | {len(s['seeds'])} | {_pm(s['mean_f1'])} | {_pm(s['miou'])} | "
+                     f"{_pm(s['pixel_accuracy'])} | " + " | ".join(cells) + " |")
+    lines += ["", "## Rare classes: precision and recall", "",
+              "| arm | " + " | ".join(f"{_name(c)} P / R" for c in RARE) + " |",
+              "|---|" + "---:|" * len(RARE)]
+    for a in arms:
+        pc = summary[a]["per_class"]
+        cells = [f"{_pm(pc[L.CLASS_NAMES[c]]['precision'], 2)} / {_pm(pc[L.CLASS_NAMES[c]]['recall'], 2)}"
+                 for c in RARE]
+        lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    if report["versus_baseline"]:
+        lines += ["", f"## Against {report['baseline']}, paired by seed", "",
+                  "Difference of the arm minus the baseline (mean over seeds); the per-seed "
+                  "differences; the 95% paired-bootstrap interval over test faces; **holds** when "
+                  "every seed agrees in sign and the interval excludes 0.", "",
+                  "| arm | score | difference | per seed | 95% interval | holds |",
+                  "|---|---|---:|---|---|---|"]
+        for a, comp in report["versus_baseline"].items():
+            for key in ["mean_f1"] + [L.CLASS_NAMES[c] for c in RARE]:
+                if key not in comp:
+                    continue
+                d = comp[key]
+                label = "mean F1" if key == "mean_f1" else f"F1 {L.DISPLAY_NAMES[key]}"
+                per_seed = ", ".join(f"{x:+.3f}" for x in d["diff_per_seed"])
+                lines.append(f"| {a} | {label} | {d['diff_mean']:+.3f} | {per_seed} | "
+                             f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] | "
+                             f"{'**yes**' if d['holds'] else 'no'} |")
+    lines += ["", "## Every class: F1", "",
+              "| class | " + " | ".join(arms) + " |", "|---|" + "---:|" * len(arms)]
+    for c in FACIAL:
+        name = L.CLASS_NAMES[c]
+        label = f"**{_name(c)}**" if c in RARE else _name(c)
+        lines.append(f"| {label} | " + " | ".join(_pm(summary[a]["per_class"][name]["f1"], 3)
+                                                 for a in arms) + " |")
+    settings = report.get("settings")
+    if settings:
+        lines += ["", f"Settings: preset `{settings['preset']}`, overrides "
+                      f"`{' '.join(settings['overrides']) or 'none'}`, prepared folder "
+                      f"`{Path(settings['prepared']).name}`."]
+    return "\n".join(lines) + "\n"
+
+
+def _pyplot():
+    import matplotlib
+
+    from celebseg_utils.visualization.viz import _headless_backend
+
+    _headless_backend(matplotlib)
+    import matplotlib.pyplot as plt
+
+    return plt
+
+
+def plot_per_class_f1(report: dict, path=None):
+    """Grouped bars: per-class F1 of every arm, error bars = std over seeds, rare classes shaded."""
+    from celebseg_utils.visualization.viz import save_figure
+
+    plt = _pyplot()
+    arms, summary = report["arms"], report["summary"]
+    fig, ax = plt.subplots(figsize=(14, 4.8))
+    width = 0.8 / max(1, len(arms))
+    x = np.arange(len(FACIAL))
+    for i, c in enumerate(FACIAL):
+        if c in RARE:
+            ax.axvspan(i - 0.45, i + 0.45, color="#fde2c8", zorder=0)
+    for j, a in enumerate(arms):
+        pc = summary[a]["per_class"]
+        means = [pc[L.CLASS_NAMES[c]]["f1"]["mean"] or 0.0 for c in FACIAL]
+        stds = [pc[L.CLASS_NAMES[c]]["f1"]["std"] or 0.0 for c in FACIAL]
+        ax.bar(x - 0.4 + width * (j + 0.5), means, width, yerr=stds, capsize=1.5, label=a,
+               error_kw={"elinewidth": 0.8})
+    ax.set_xticks(x)
+    ax.set_xticklabels([_name(c) for c in FACIAL], rotation=40, ha="right")
+    for tick, c in zip(ax.get_xticklabels(), FACIAL):
+        if c in RARE:
+            tick.set_fontweight("bold")
+    ax.set_ylabel("test F1 (mean ± std over seeds)")
+    ax.set_ylim(0, 1)
+    ax.set_title("Per-class F1 by loss; rare classes shaded")
+    ax.legend(ncol=min(len(arms), 5), fontsize=8, loc="upper right")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_rare_precision_recall(report: dict, path=None):
+    """One panel per rare class: each arm's precision against recall (± std over seeds)."""
+    from celebseg_utils.visualization.viz import save_figure
+
+    plt = _pyplot()
+    arms, summary = report["arms"], report["summary"]
+    fig, axes = plt.subplots(1, len(RARE), figsize=(4 * len(RARE), 4), sharex=True, sharey=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    for ax, c in zip(np.atleast_1d(axes), RARE):
+        for j, a in enumerate(arms):
+            s = summary[a]["per_class"][L.CLASS_NAMES[c]]
+            r, p = s["recall"], s["precision"]
+            if r["mean"] is None or p["mean"] is None:
+                continue
+            ax.errorbar(r["mean"], p["mean"], xerr=r["std"], yerr=p["std"], fmt="o", capsize=2,
+                        color=colours[j % len(colours)], label=a)
+        ax.plot([0, 1], [0, 1], color="#bbb", lw=0.8, zorder=0)
+        ax.set_title(_name(c))
+        ax.set_xlabel("recall")
+        ax.set_xlim(0, 1)
+        ax.set_ylim(0, 1)
+    np.atleast_1d(axes)[0].set_ylabel("precision")
+    np.atleast_1d(axes)[-1].legend(fontsize=8, loc="lower right")
+    fig.suptitle("Rare classes: precision vs recall by loss (mean ± std over seeds)")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_test_faces(out, report: dict, seed: int = 0, path=None):
+    """Rows: test faces; columns: photo, ground truth, then each arm's prediction (one seed)."""
+    from celebseg_utils.data import layout
+    from celebseg_utils.visualization.viz import colorize, plot_grid, resize_label
+
+    prepared = Path(report["settings"]["prepared"])
+    arms = [a for a in report["arms"] if (run_dir(out, a, seed) / "test_faces.npz").exists()]
+    preds = {}
+    for a in arms:
+        with np.load(run_dir(out, a, seed) / "test_faces.npz") as z:
+            preds[a] = {int(k): z[k] for k in z.files}
+    ids = sorted(set.intersection(*(set(p) for p in preds.values()))) if preds else []
+    from PIL import Image
+
+    rows = []
+    for k in ids:
+        size = next(iter(preds.values()))[k].shape[0]
+        with Image.open(layout.photo_path(prepared, k)) as im:
+            photo = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
+        with Image.open(layout.label_path(prepared, k)) as im:
+            truth = resize_label(np.asarray(im), (size, size))
+        rows.append([photo, colorize(truth)] + [colorize(preds[a][k]) for a in arms])
+    return plot_grid(rows, ["photo", "ground truth"] + arms, path=path)
+
+
+def write_study_report(out, arms, seeds: int) -> dict:
+    """Write ``study.json``, ``study.md`` and ``figures/`` into ``out``; returns the report."""
+    out = Path(out)
+    report = build_report(out, arms, seeds)
+    atomic_write_json(out / "study.json", report)
+    atomic_write_text(out / "study.md", study_markdown(report))
+    if report["arms"]:
+        import matplotlib.pyplot as plt
+
+        for fig in (plot_per_class_f1(report, out / "figures" / "per_class_f1.png"),
+                    plot_rare_precision_recall(report, out / "figures" / "rare_precision_recall.png"),
+                    plot_test_faces(out, report, path=out / "figures" / "test_faces.png")):
+            plt.close(fig)
+    return report

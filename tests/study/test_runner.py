@@ -1,0 +1,136 @@
+"""The loss study: arms, the one-hot cross-check, per-image weights, statistics, resuming."""
+
+from __future__ import annotations
+
+import doctest
+import json
+import os
+import signal
+import subprocess
+import sys
+import time
+from pathlib import Path
+
+import numpy as np
+import pytest
+
+from test_train import make_tiny_prepared
+
+from celebseg_utils.study import report as study_report, runner as study
+from celebseg_utils.errors import CelebsegError
+from celebseg_utils.models.losses import SparseCE, get_loss
+from celebseg_utils.data.stats import per_image_pixel_weights, per_image_pixel_weights_tf
+
+REPO = Path(__file__).resolve().parents[2]
+
+
+def test_module_examples_run():
+    assert doctest.testmod(study).failed == 0
+    assert doctest.testmod(study_report).failed == 0
+
+
+def test_every_arm_resolves_to_a_valid_config(tmp_path):
+    (tmp_path / "prep").mkdir()
+    for arm in study.ARMS:
+        cfg = study.study_config(tmp_path / "prep", tmp_path / "out", arm, seed=2)
+        assert cfg.seed == 2 and cfg.run_dir.endswith(f"{arm}/seed2")
+        assert cfg.image_size == 128 and cfg.model.aspp_rates == [1, 2, 3]  # cpu-real
+    assert study.study_config(tmp_path, tmp_path, "ce_onehot", 0).data.encoding == "onehot"
+    assert study.study_config(tmp_path, tmp_path, "pixel_weighted_ce", 0).data.sample_weights == "per_image"
+    assert study.study_config(tmp_path, tmp_path, "weighted_ce", 0).loss.class_weights == "median_freq"
+    with pytest.raises(CelebsegError, match="unknown arm 'cross_entropy'"):
+        study.parse_arms("sparse_ce,cross_entropy")
+
+
+def test_ce_onehot_equals_sparse_ce_on_the_same_batch():
+    """Keras's CategoricalCrossentropy on one-hot labels == our SparseCE on integer labels,
+    in value and in gradient, with and without per-pixel weights."""
+    import tensorflow as tf
+
+    rng = np.random.default_rng(0)
+    labels = rng.integers(0, 19, (2, 16, 16, 1)).astype("int32")
+    onehot = np.eye(19, dtype="float32")[labels[..., 0]]
+    logits = tf.constant(rng.normal(size=(2, 16, 16, 19)) * 3, tf.float32)
+    weights = per_image_pixel_weights_tf(labels)
+    for w in (None, weights):
+        with tf.GradientTape(persistent=True) as tape:
+            tape.watch(logits)
+            a = get_loss("categorical_ce")(onehot, logits, sample_weight=w)
+            b = get_loss("sparse_ce")(labels, logits, sample_weight=w)
+        assert abs(float(a) - float(b)) < 1e-5 * float(b)
+        np.testing.assert_allclose(tape.gradient(a, logits), tape.gradient(b, logits), atol=1e-7)
+
+
+def test_per_image_weights_match_the_hand_computed_values():
+    # 2x3 image: class 0 x3, class 13 x2, class 15 x1; N=6 pixels, K=3 classes present.
+    label = np.array([[0, 0, 13], [0, 13, 15]])
+    # weight of class c = N / (K * n_c): 6/9, 6/6, 6/3
+    want = np.array([[2 / 3, 2 / 3, 1.0], [2 / 3, 1.0, 2.0]], np.float32)
+    np.testing.assert_allclose(per_image_pixel_weights(label), want, rtol=1e-6)
+    np.testing.assert_allclose(per_image_pixel_weights_tf(label[None, ..., None])[0], want, rtol=1e-6)
+    assert per_image_pixel_weights(label).mean() == pytest.approx(1.0)
+    # each class present carries the same total weight, N / K = 2
+    for c in (0, 13, 15):
+        assert per_image_pixel_weights(label)[label == c].sum() == pytest.approx(2.0)
+    # a weighted batch loss is sum(w * ce) / pixels (Keras's sum_over_batch_size)
+    logits = np.zeros((1, 2, 3, 19), np.float32)
+    got = float(SparseCE()(label[None, ..., None], logits, sample_weight=want[None]))
+    assert got == pytest.approx(np.log(19) * want.sum() / 6, rel=1e-6)
+
+
+def test_paired_comparison_on_known_counts():
+    """Arm better than the baseline on every seed and face: the difference holds."""
+    rng = np.random.default_rng(0)
+    n, c = 40, 19
+
+    def run(tp_boost, seed):
+        r = np.random.default_rng(seed)
+        tp = r.integers(50, 100, (n, c))
+        return {"counts": {"ids": np.arange(n), "tp": tp + tp_boost, "fp": r.integers(0, 30, (n, c)),
+                           "fn": r.integers(0, 30, (n, c))}}
+
+    base = {s: run(0, s) for s in range(3)}
+    better = {s: run(40, s) for s in range(3)}
+    same = {s: run(0, s) for s in range(3)}
+    up = study_report.paired_comparison(base, better, rng)
+    assert up["mean_f1"]["holds"] and up["mean_f1"]["sign_over_seeds"] == 1.0
+    assert all(d > 0 for d in up["mean_f1"]["diff_per_seed"]) and up["mean_f1"]["ci95"][0] > 0
+    flat = study_report.paired_comparison(base, same, rng)
+    assert not flat["mean_f1"]["holds"] and flat["mean_f1"]["diff_mean"] == 0.0
+    assert study_report.f1_from_counts([0, 3], [0, 1], [0, 1]).tolist()[1] == 0.75
+
+
+@pytest.mark.slow
+def test_study_resumes_after_a_kill_without_retraining_finished_runs(tmp_path):
+    prepared = make_tiny_prepared(tmp_path, count=24, image_size=64)
+    out = tmp_path / "study"
+    cmd = [sys.executable, "-m", "celebseg_utils", "study", "--prepared", str(prepared),
+           "--out", str(out), "--arms", "sparse_ce,dice", "--seeds", "1"]
+    for item in ["image_size=64", "batch_size=2", "steps_per_epoch=2", "validation_steps=1",
+                 "epochs=1", "data.augment=false"]:
+        cmd += ["--set", item]
+    env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
+    first_done = out / "runs" / "sparse_ce" / "seed0" / "test.json"
+    proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
+    deadline = time.time() + 600
+    while not first_done.exists() and proc.poll() is None and time.time() < deadline:
+        time.sleep(0.2)
+    proc.send_signal(signal.SIGKILL)  # mid-study: the first run is finished, the rest are not
+    proc.wait()
+    assert first_done.exists(), proc.stdout.read()
+    stamp = first_done.stat().st_mtime_ns, (first_done.parent / "best.keras").stat().st_mtime_ns
+    assert not (out / "runs" / "dice" / "seed0" / "test.json").exists()
+
+    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
+    assert again.returncode == 0, again.stdout + again.stderr
+    assert "2 runs, 1 finished before, 1 to run" in again.stdout
+    assert stamp == (first_done.stat().st_mtime_ns, (first_done.parent / "best.keras").stat().st_mtime_ns)
+    report = json.loads((out / "study.json").read_text())
+    assert report["arms"] == ["sparse_ce", "dice"] and report["seeds_complete"] == 1
+    assert set(report["versus_baseline"]) == {"dice"}
+    for name in ("per_class_f1.png", "rare_precision_recall.png", "test_faces.png"):
+        assert (out / "figures" / name).stat().st_size > 10_000
+    assert "| sparse_ce | 1 |" in (out / "study.md").read_text()
+    # a third run finds everything finished and only rewrites the report
+    third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
+    assert "2 runs, 2 finished before, 0 to run" in third.stdout
