@@ -363,8 +363,8 @@ PRESETS: dict[str, tuple[str, dict]] = {
                   "optimizer": {"learning_rate": 4e-3, "warmup_epochs": 0.5},
                   "run_dir": "runs/cpu-demo"}),
     # Chosen by measurement on the 4,000 real faces (README, "The loss study on real faces"):
-    # ASPP rates sized to the 4x4 stride-32 map of a 128 px input (17x cheaper than
-    # DeepLab's 6/12/18 there), the cpu-demo recipe otherwise.
+    # ASPP rates sized to the 4x4 stride-32 map of a 128 px input (17-34x cheaper than
+    # DeepLab's 6/12/18 there: scripts/bench_aspp.py), the cpu-demo recipe otherwise.
     "cpu-real": ("MobileNetV3-Large at 128 px on CPU, random init, CE + Dice, on real faces: "
                  "the loss study's recipe",
                  {"model": {"backbone": "mobilenet_v3_large", "weights": None, "bn_momentum": 0.9,

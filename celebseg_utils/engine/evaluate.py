@@ -304,8 +304,57 @@ def compare_runs(run_dirs, out=None, names=None) -> dict:
     return {"runs": runs, "table": table}
 
 
+def averaged_label(results: dict, key: str) -> str:
+    """The name of a headline mean with how many classes it averaged: ``"mIoU (19 classes)"``,
+    ``"mIoU (17 of 19 classes)"``, ``"mean F1 (18 facial classes)"``, ``"mean F1 (16 of 18
+    facial classes)"``.
+
+    A class absent from both truth and prediction has no score (None) and is left out of the
+    mean: the count is that of the classes whose ``iou`` (mIoU, all 19 classes) or ``f1``
+    (mean F1, the 18 facial classes: all but background) is not None.
+
+    >>> scores = {n: {"iou": 0.5, "f1": 0.6} for n in L.CLASS_NAMES}
+    >>> averaged_label({"per_class": scores}, "miou")
+    'mIoU (19 classes)'
+    >>> scores["hat"] = scores["ear_r"] = {"iou": None, "f1": None}
+    >>> averaged_label({"per_class": scores}, "miou"), averaged_label({"per_class": scores}, "mean_f1")
+    ('mIoU (17 of 19 classes)', 'mean F1 (16 of 18 facial classes)')
+    """
+    per_class = results.get("per_class") or {}
+    if key == "miou":
+        label, score, classes, kind = "mIoU", "iou", L.CLASS_NAMES, "classes"
+    elif key == "mean_f1":
+        label, score, kind = "mean F1", "f1", "facial classes"
+        classes = [L.CLASS_NAMES[i] for i in L.FACIAL_CLASS_IDS]
+    else:
+        raise ValueError(f"no class count for {key!r}: only 'miou' and 'mean_f1'")
+    count = sum((per_class.get(n) or {}).get(score) is not None for n in classes)
+    total = len(classes)
+    return f"{label} ({total} {kind})" if count == total else f"{label} ({count} of {total} {kind})"
+
+
+def _bold_best(values) -> list[str]:
+    """The values formatted, the best in bold only where it beats at least one other value:
+    a row where all tie (the SMOKE runs' zeros) has no bold, and neither has a single run."""
+    present = [v for v in values if v is not None]
+    best = max(present, default=None)
+    beats = best is not None and any(v < best for v in present)
+    return [("**" + _fmt(v) + "**") if beats and v == best else _fmt(v) for v in values]
+
+
+def _class_label(name: str) -> str:
+    mark = " *(rare)*" if name in L.RARE_CLASSES else ""
+    return f"{L.DISPLAY_NAMES.get(name, name)}{mark}"
+
+
 def comparison_table(runs: dict) -> str:
-    """Classes as rows, runs as columns (IoU / F1), best of each row in bold.
+    """Classes as rows (display names, rare ones marked), runs as columns: Markdown.
+
+    The main table has ``IoU / F1`` per run, then mIoU, mean F1 and pixel accuracy, each
+    mean labelled with how many classes it averaged (see :func:`averaged_label`; when the
+    runs differ, the row says it per run). The best of a row is in bold only when it beats
+    at least one other run: no bold where all runs tie. A second table follows with the
+    rare classes' precision / recall per run (not bolded: the two trade off).
 
     >>> comparison_table({"ce": ce_results, "dice": dice_results})  # doctest: +SKIP
     """
@@ -313,19 +362,33 @@ def comparison_table(runs: dict) -> str:
     rows = ["| class | " + " | ".join(f"{n} IoU / F1" for n in names) + " |",
             "|---|" + "---:|" * len(names)]
 
-    def cells(values):
-        best = max((v for v in values if v is not None), default=None)
-        return [("**" + _fmt(v) + "**") if v is not None and v == best and len(values) > 1
-                else _fmt(v) for v in values]
+    def score(run, name, key):
+        return (runs[run]["per_class"].get(name) or {}).get(key)
 
     for name in L.CLASS_NAMES:
-        iou = cells([runs[n]["per_class"].get(name, {}).get("iou") for n in names])
-        f1 = cells([runs[n]["per_class"].get(name, {}).get("f1") for n in names])
-        mark = " *(rare)*" if name in L.RARE_CLASSES else ""
-        rows.append(f"| {name}{mark} | " + " | ".join(f"{a} / {b}" for a, b in zip(iou, f1)) + " |")
-    for key, label in (("miou", "mIoU (19)"), ("mean_f1", "mean F1 (18 facial)"),
-                       ("pixel_accuracy", "pixel accuracy")):
-        rows.append(f"| **{label}** | " + " | ".join(cells([runs[n].get(key) for n in names])) + " |")
+        iou = _bold_best([score(n, name, "iou") for n in names])
+        f1 = _bold_best([score(n, name, "f1") for n in names])
+        rows.append(f"| {_class_label(name)} | " + " | ".join(f"{a} / {b}" for a, b in zip(iou, f1))
+                    + " |")
+    for key in ("miou", "mean_f1", "pixel_accuracy"):
+        cells = _bold_best([runs[n].get(key) for n in names])
+        if key == "pixel_accuracy":
+            label = "pixel accuracy"
+        else:
+            labels = [averaged_label(runs[n], key) for n in names]
+            if len(set(labels)) == 1:
+                label = labels[0]
+            else:  # the runs averaged different classes: say it in each cell
+                label = labels[0].split(" (")[0]
+                cells = [f"{c} ({lab.split(' (', 1)[1]}" for c, lab in zip(cells, labels)]
+        rows.append(f"| **{label}** | " + " | ".join(cells) + " |")
+    rows += ["", "**Rare classes: precision / recall**", "",
+             "| class | " + " | ".join(f"{n} P / R" for n in names) + " |",
+             "|---|" + "---:|" * len(names)]
+    for name in L.RARE_CLASSES:
+        rows.append(f"| {L.DISPLAY_NAMES.get(name, name)} | " + " | ".join(
+            f"{_fmt(score(n, name, 'precision'))} / {_fmt(score(n, name, 'recall'))}"
+            for n in names) + " |")
     return "\n".join(rows)
 
 

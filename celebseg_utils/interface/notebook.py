@@ -315,8 +315,11 @@ def _score(value) -> str:
 def comparison_summary(results: dict, baseline: str | None = None) -> Markdown:
     """What the numbers of these runs say, in sentences: the best run overall, and for each
     rare class the best run and its gain in F1 (and recall) over ``baseline`` (default: the
-    first run)."""
+    first run). Each mIoU / mean F1 says how many classes that run averaged, as in
+    :func:`celebseg_utils.engine.evaluate.averaged_label`: "mIoU (19 classes)", or
+    "mIoU (17 of 19 classes)" when two classes had no score."""
     from celebseg_utils import labels as L
+    from celebseg_utils.engine.evaluate import averaged_label
 
     runs = list(results)
     baseline = baseline or runs[0]
@@ -324,9 +327,12 @@ def comparison_summary(results: dict, baseline: str | None = None) -> Markdown:
     show = lambda n: L.DISPLAY_NAMES.get(n, n)  # noqa: E731
     best_miou = max(runs, key=lambda r: _num(results[r]["miou"]))
     best_f1 = max(runs, key=lambda r: _num(results[r]["mean_f1"]))
-    lines = [f"Best mIoU: **{best_miou}** ({_score(results[best_miou]['miou'])}); best mean F1: "
-             f"**{best_f1}** ({_score(results[best_f1]['mean_f1'])}). Baseline `{baseline}`: mIoU "
-             f"{_score(base['miou'])}, mean F1 {_score(base['mean_f1'])}."]
+    lines = [f"Best {averaged_label(results[best_miou], 'miou')}: **{best_miou}** "
+             f"({_score(results[best_miou]['miou'])}); best "
+             f"{averaged_label(results[best_f1], 'mean_f1')}: **{best_f1}** "
+             f"({_score(results[best_f1]['mean_f1'])}). Baseline `{baseline}`: "
+             f"{averaged_label(base, 'miou')} {_score(base['miou'])}, "
+             f"{averaged_label(base, 'mean_f1')} {_score(base['mean_f1'])}."]
     items = []
     for name in L.RARE_CLASSES:
         if name not in base["per_class"]:

@@ -59,8 +59,9 @@ def build_model(num_classes: int = NUM_CLASSES, backbone: str = "resnet50_v2",
     ``aspp_rates``: the dilation rates of the ASPP's three 3x3 branches (None: DeepLab's
     (6, 12, 18), made for a 33x33 stride-16 map of a 513 px input). On a small map most
     taps of a large rate fall in the padding, so the branch is a costly 1x1 conv: at 128 px
-    the stride-32 map is 4x4, and (6, 12, 18) made the ASPP's training step 17x slower on
-    the CPU than (1, 2, 3) (2.4 s against 0.14 s for a batch of 8, measured here).
+    the stride-32 map is 4x4, and (6, 12, 18) made the ASPP's forward and backward pass
+    17-34x slower on this project's CPU than (1, 2, 3), for a batch of 8
+    (``scripts/bench_aspp.py``).
 
     >>> import numpy as np
     >>> m = build_model(backbone="mobilenet_v3_large", image_size=64, library="keras_hub")

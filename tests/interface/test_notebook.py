@@ -142,10 +142,13 @@ def test_frequency_table_rows():
 
 
 def _results(miou, mean_f1, hat_f1, hat_recall, skin_f1=0.9):
-    return {"miou": miou, "mean_f1": mean_f1, "pixel_accuracy": 0.95,
-            "per_class": {"skin": {"iou": skin_f1 / (2 - skin_f1), "f1": skin_f1, "precision": 0.9, "recall": 0.9},
-                          "hat": {"iou": hat_f1 / (2 - hat_f1), "f1": hat_f1, "precision": 0.5,
-                                  "recall": hat_recall}}}
+    """All 19 classes scored (so the means count them all); skin and hat as given."""
+    from celebseg_utils.labels import CLASS_NAMES
+
+    per_class = {n: {"iou": 0.6 / 1.4, "f1": 0.6, "precision": 0.6, "recall": 0.6} for n in CLASS_NAMES}
+    per_class["skin"] = {"iou": skin_f1 / (2 - skin_f1), "f1": skin_f1, "precision": 0.9, "recall": 0.9}
+    per_class["hat"] = {"iou": hat_f1 / (2 - hat_f1), "f1": hat_f1, "precision": 0.5, "recall": hat_recall}
+    return {"miou": miou, "mean_f1": mean_f1, "pixel_accuracy": 0.95, "per_class": per_class}
 
 
 def test_ensure_runs_keeps_evaluated_runs_and_names_the_missing_notebook(tmp_path):
@@ -202,10 +205,25 @@ def test_comparison_summary_names_winners_and_gains():
     results = {"sparse_ce": _results(0.50, 0.60, 0.10, 0.20), "weighted_ce": _results(0.48, 0.62, 0.25, 0.70),
                "dice": _results(0.55, 0.58, 0.20, 0.40)}
     text = notebook.comparison_summary(results)
-    assert text.startswith("Best mIoU: **dice** (0.550); best mean F1: **weighted_ce** (0.620). "
-                           "Baseline `sparse_ce`: mIoU 0.500, mean F1 0.600.")
+    assert text.startswith("Best mIoU (19 classes): **dice** (0.550); best mean F1 (18 facial classes): "
+                           "**weighted_ce** (0.620). Baseline `sparse_ce`: mIoU (19 classes) 0.500, "
+                           "mean F1 (18 facial classes) 0.600.")
     assert "- **hat**: best F1 0.250 with `weighted_ce` (+0.150 over `sparse_ce`; recall 0.200 → 0.700)" in text
-    assert "eyeglasses" not in text  # not in these results
+    # A tie goes to the baseline; display names, never codes.
+    assert "- **eyeglasses**: best F1 0.600 with `sparse_ce` itself (recall 0.600)" in text
+    assert "eye_g" not in text and "**necklace**" in text
+
+
+def test_comparison_summary_says_how_many_classes_each_mean_averaged():
+    a, b = _results(0.5, 0.6, 0.1, 0.2), _results(0.4, 0.7, 0.3, 0.3)
+    for name in ("ear_r", "neck_l"):  # absent from truth and prediction in run b: no score
+        b["per_class"][name] = {"iou": None, "f1": None, "precision": None, "recall": None}
+    text = notebook.comparison_summary({"a": a, "b": b})
+    assert text.startswith("Best mIoU (19 classes): **a** (0.500); best mean F1 (16 of 18 facial classes): "
+                           "**b** (0.700). Baseline `a`: mIoU (19 classes) 0.500, mean F1 (18 facial classes) 0.600.")
+    b["per_class"]["background"]["iou"] = None  # background counts for mIoU only
+    text = notebook.comparison_summary({"a": a, "b": b}, baseline="b")
+    assert "Baseline `b`: mIoU (16 of 19 classes) 0.400, mean F1 (16 of 18 facial classes) 0.700." in text
 
 
 @pytest.mark.slow
@@ -239,4 +257,4 @@ def test_comparison_summary_handles_classes_without_a_score():
     text = notebook.comparison_summary({"a": a, "b": b})
     assert "- **hat**: best F1 0.400 with `a` itself (recall 0.200)" in text
     b["miou"] = None
-    assert notebook.comparison_summary({"a": a, "b": b}).startswith("Best mIoU: **a** (0.500)")
+    assert notebook.comparison_summary({"a": a, "b": b}).startswith("Best mIoU (19 classes): **a** (0.500)")
