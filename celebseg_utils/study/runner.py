@@ -22,6 +22,7 @@ stopped early still compares every arm on the seeds it finished.
 from __future__ import annotations
 
 import gc
+import json
 import time
 from pathlib import Path
 
@@ -161,9 +162,20 @@ def run_loss_study(prepared, out, preset: str = "cpu-real", arms=None, seeds: in
     if not (Path(prepared) / "prepare.json").is_file():
         raise CelebsegError(f"--prepared {prepared} is not a prepared folder (no prepare.json): "
                             f"run `celebseg prepare` first")
+    settings = {"prepared": str(Path(prepared).resolve()), "preset": preset,
+                "overrides": list(overrides)}
+    saved = Path(out) / "study_args.json"
+    if saved.exists():
+        # Finished runs are skipped, not re-checked: runs made with other settings would
+        # silently join this study's statistics.
+        before = json.loads(saved.read_text())
+        changed = [k for k in settings if before.get(k) != settings[k]]
+        if changed:
+            raise CelebsegError(f"--out {out} holds a study with other settings ("
+                                + "; ".join(f"{k}: {before.get(k)} -> {settings[k]}" for k in changed)
+                                + "); choose another --out (more --arms or --seeds may be added)")
     Path(out).mkdir(parents=True, exist_ok=True)
-    atomic_write_json(Path(out) / "study_args.json", {"prepared": str(Path(prepared).resolve()),
-                      "preset": preset, "arms": arms, "seeds": int(seeds), "overrides": list(overrides)})
+    atomic_write_json(saved, {**settings, "arms": arms, "seeds": int(seeds)})
     plan = [(arm, seed) for seed in range(int(seeds)) for arm in arms]
     todo = [(a, s) for a, s in plan if not (run_dir(out, a, s) / "test.json").exists()]
     print(f"study: {len(arms)} arms x {seeds} seeds = {len(plan)} runs, {len(plan) - len(todo)} "

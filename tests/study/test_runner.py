@@ -134,3 +134,14 @@ def test_study_resumes_after_a_kill_without_retraining_finished_runs(tmp_path):
     # a third run finds everything finished and only rewrites the report
     third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
     assert "2 runs, 2 finished before, 0 to run" in third.stdout
+
+
+def test_a_study_folder_refuses_other_settings(tmp_path):
+    prepared = make_tiny_prepared(tmp_path, count=8, image_size=32)
+    out = tmp_path / "study"
+    out.mkdir()
+    (out / "study_args.json").write_text(json.dumps({
+        "prepared": str(prepared.resolve()), "preset": "cpu-real", "overrides": ["epochs=2"],
+        "arms": ["sparse_ce"], "seeds": 1}))
+    with pytest.raises(CelebsegError, match=r"other settings \(overrides: \['epochs=2'\] -> \['epochs=1'\]\)"):
+        study.run_loss_study(prepared, out, arms="sparse_ce", seeds=1, overrides=["epochs=1"])
