@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-import io
 from pathlib import Path
 
 import numpy as np
