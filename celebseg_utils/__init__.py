@@ -14,8 +14,20 @@ The names below are the public API. They load on first use (PEP 562), so
 from __future__ import annotations
 
 import importlib
+import os
 
 __version__ = "0.1.0"
+
+# TensorFlow's C++ logs INFO and WARNING lines (XLA service, device placement) to stderr,
+# which land in notebook cells. Level 2 hides those and keeps errors; it only takes effect
+# when set before TensorFlow loads, hence here. ``setdefault`` leaves a user's own choice
+# (e.g. 0 to debug) alone. The lines printed before absl's logging starts ignore it:
+# tf_startup filters those (it imports nothing heavy).
+os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
+
+from celebseg_utils import tf_startup as _tf_startup  # noqa: E402
+
+_tf_startup.install()
 
 #: public name -> module that defines it
 _API: dict[str, str] = {

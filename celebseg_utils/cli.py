@@ -33,7 +33,7 @@ COMMANDS: dict[str, tuple[str, str]] = {
                 "fuse masks into label maps, write splits (and shards)"),
     "stats": ("celebseg_utils.data.stats",
               "class frequencies and class weights of the train split"),
-    "train": ("celebseg_utils.engine.train", "train a DeepLabV3+ model (resumable)"),
+    "train": ("celebseg_utils.engine.train_cli", "train a DeepLabV3+ model (resumable)"),
     "evaluate": ("celebseg_utils.engine.evaluate", "per-class IoU/F1 of a model on a split"),
     "study": ("celebseg_utils.study.runner",
               "the loss study: every loss arm x seed, trained and tested alike"),

@@ -9,6 +9,10 @@ notebook ``NN_name.ipynb``); the cells they share and the writing live in
 
     python scripts/make_notebooks.py            # (re)write notebooks/*.ipynb
     python scripts/make_notebooks.py --check    # exit 1 when a committed notebook differs
+
+A fork, branch or tag gets its own notebooks (badges and install cell) in one command:
+
+    python scripts/make_notebooks.py --repository you/celebseg --ref v0.2
 """
 
 from __future__ import annotations
@@ -25,7 +29,8 @@ for _path in (REPO_ROOT, STORIES):
     if str(_path) not in sys.path:
         sys.path.insert(0, str(_path))
 
-from nb_cells import render  # noqa: E402  (needs the path above)
+import nb_cells  # noqa: E402  (needs the path above)
+from nb_cells import render  # noqa: E402
 
 
 def _story(path: Path):
@@ -49,7 +54,12 @@ def main(argv=None) -> int:
     parser.add_argument("--check", action="store_true",
                         help="do not write; exit 1 when a notebook in notebooks/ differs")
     parser.add_argument("--out", type=Path, default=NOTEBOOK_DIR, help="folder to write to")
+    parser.add_argument("--repository", default=nb_cells.REPOSITORY, metavar="OWNER/NAME",
+                        help="GitHub repository the badges and the install cell point at")
+    parser.add_argument("--ref", metavar="BRANCH_OR_TAG",
+                        help="branch or tag to open and install (default: the default branch)")
     args = parser.parse_args(argv)
+    nb_cells.REPOSITORY, nb_cells.REF = args.repository, args.ref
     stale = []
     for file, text in render_all().items():
         path = args.out / file

@@ -80,3 +80,24 @@ def test_help_shows_required_options_as_required(capsys):
     assert info.value.code == 0
     usage = capsys.readouterr().out.split("\n\n")[0]
     assert "--out DIR --count N" in " ".join(usage.split()) and "[--out DIR]" not in usage
+
+
+def test_every_command_help_answers_without_importing_tensorflow():
+    # `celebseg train --help` used to import TensorFlow: seconds and a screen of start-up
+    # logs before the usage. One interpreter asks every command for its help.
+    script = (
+        "import contextlib, io, sys\n"
+        "from celebseg_utils import cli\n"
+        "for name in cli.COMMANDS:\n"
+        "    out = io.StringIO()\n"
+        "    with contextlib.redirect_stdout(out), contextlib.suppress(SystemExit):\n"
+        "        cli.main([name, '--help'])\n"
+        "    assert out.getvalue().startswith('usage: celebseg ' + name), name\n"
+        "heavy = [m for m in ('tensorflow', 'keras', 'keras_cv', 'keras_hub', 'matplotlib')\n"
+        "         if m in sys.modules]\n"
+        "print(len(cli.COMMANDS), heavy)\n")
+    done = subprocess.run([sys.executable, "-c", script], capture_output=True, text=True,
+                          timeout=120)
+    assert done.returncode == 0, done.stderr
+    assert done.stdout.strip() == f"{len(cli.COMMANDS)} []"
+    assert done.stderr == ""

@@ -53,7 +53,7 @@ from pathlib import Path
 
 import numpy as np
 
-from celebseg_utils.data.pipeline import layout
+from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import (atomic_write_bytes, atomic_write_json, atomic_write_text,
                                    remove_partial_files)

@@ -23,6 +23,8 @@ from typing import Mapping, Sequence
 REPOSITORY = "celebseg/celebseg"
 #: Branch the Colab badges open.
 BRANCH = "main"
+#: Environment variable that overrides the pip requirement of the notebooks' install cell.
+SPEC_VARIABLE = "CELEBSEG_SPEC"
 #: Where Colab mounts Google Drive.
 DRIVE_MOUNT = Path("/content/drive")
 #: Folder inside "My Drive" that keeps the runs across Colab disconnects.
@@ -61,17 +63,21 @@ def in_hosted(modules: Mapping | None = None, environ: Mapping | None = None) ->
     return in_colab(modules, environ) or in_kaggle(environ)
 
 
-def package_spec(extras: Sequence[str] = ("download",), repository: str = REPOSITORY) -> str:
-    """The pip requirement that installs the package from GitHub.
+def package_spec(extras: Sequence[str] = ("download",), repository: str = REPOSITORY,
+                 ref: str | None = None) -> str:
+    """The pip requirement that installs the package from GitHub (``ref``: a branch or tag).
 
     No ``tf`` extra by default: Colab and Kaggle ship a GPU build of TensorFlow that pip
-    must not replace.
+    must not replace. The notebooks' install cell uses this unless the environment variable
+    :data:`SPEC_VARIABLE` names another requirement.
 
     >>> package_spec(())
     'celebseg @ git+https://github.com/celebseg/celebseg'
+    >>> package_spec(("download",), "you/celebseg", ref="v0.2")
+    'celebseg[download] @ git+https://github.com/you/celebseg@v0.2'
     """
     extra = f"[{','.join(extras)}]" if extras else ""
-    return f"celebseg{extra} @ git+https://github.com/{repository}"
+    return f"celebseg{extra} @ git+https://github.com/{repository}" + (f"@{ref}" if ref else "")
 
 
 def install_command(extras: Sequence[str] = ("download",), repository: str = REPOSITORY) -> str:

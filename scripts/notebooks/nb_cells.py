@@ -12,8 +12,10 @@ from nbformat import v4
 from celebseg_utils.interface import notebook as nbh
 
 #: GitHub owner/name the badges and the install cell point at (a placeholder until the
-#: project has its public home; change it in celebseg_utils/interface/notebook.py).
+#: project has its public home; change it in celebseg_utils/interface/notebook.py), and the
+#: branch or tag (None: the default branch). ``make_notebooks.py --repository/--ref`` set them.
 REPOSITORY = nbh.REPOSITORY
+REF: str | None = None
 
 
 # --------------------------------------------------------------------------- cell builders
@@ -30,32 +32,36 @@ def code(text: str, tags: tuple[str, ...] = ()) -> dict:
 
 
 def header(file: str, title: str, intro: str) -> list[dict]:
-    return [md(f"# {title}\n\n{nbh.colab_badge(file, REPOSITORY)}\n\n{intro.strip()}")]
+    return [md(f"# {title}\n\n{nbh.colab_badge(file, REPOSITORY, REF or nbh.BRANCH)}\n\n{intro.strip()}")]
 
 
 def install_cells() -> list[dict]:
-    spec = nbh.package_spec(("download",), REPOSITORY)
+    spec = nbh.package_spec(("download",), REPOSITORY, REF)
     return [
-        md("""
+        md(f"""
 ## Install
 
-Colab and Kaggle already ship TensorFlow and Keras built for their GPUs, so the cell
-below installs only `celebseg` itself from GitHub (with the `download` extra for the
-Kaggle and Google Drive clients) and leaves their TensorFlow alone: no `[tf]` extra.
-On your own machine it does nothing; there `make setup` (or `pip install -e ".[tf]"`)
-has already installed everything.
+Colab and Kaggle already ship TensorFlow, Keras and the Jupyter widget stack built for
+them, so the cell below installs only `celebseg` and what the runtime lacks, and changes
+none of the packages it ships (CI checks this against both runtimes' manifests). On your
+own machine it does nothing; there `make setup` has already installed everything.
+
+To install a fork, a branch or a tag instead, set `CELEBSEG_SPEC` before running it, e.g.
+`%env {nbh.SPEC_VARIABLE}=celebseg[download] @ git+https://github.com/you/celebseg@your-branch`
+(or regenerate all seven notebooks once: `python scripts/make_notebooks.py --repository you/celebseg --ref v0.2`).
 """),
         code(f"""
-# Colab / Kaggle only: install celebseg from GitHub, keeping the runtime's TensorFlow.
+# Colab / Kaggle only: install celebseg, keeping everything the runtime ships.
 import os
 import subprocess
 import sys
 
 IN_COLAB = "google.colab" in sys.modules or "COLAB_RELEASE_TAG" in os.environ
 IN_KAGGLE = bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
+CELEBSEG_SPEC = os.environ.get("{nbh.SPEC_VARIABLE}", "{spec}")
 if IN_COLAB or IN_KAGGLE:
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q",
-                    "{spec}"], check=True)
+    print("installing", CELEBSEG_SPEC)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", CELEBSEG_SPEC], check=True)
 """),
     ]
 
