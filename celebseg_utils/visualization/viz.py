@@ -193,8 +193,8 @@ def class_grid(image: np.ndarray, label_map: np.ndarray, classes: Sequence[int] 
     ids = [i for i in shares if i != L.BACKGROUND_ID] if classes is None else [int(c) for c in classes]
     n_cols = max(1, min(columns, len(ids)))
     n_rows = max(1, -(-len(ids) // n_cols))
-    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_size * n_cols, (cell_size + 0.25) * n_rows),
-                             squeeze=False)
+    fig, axes = plt.subplots(n_rows, n_cols, figsize=(cell_size * n_cols, (cell_size + 0.3) * n_rows + 0.3),
+                             squeeze=False, layout="constrained")
     for ax in axes.ravel():
         ax.axis("off")
     for ax, i in zip(axes.ravel(), ids):
@@ -203,7 +203,6 @@ def class_grid(image: np.ndarray, label_map: np.ndarray, classes: Sequence[int] 
                      fontsize=10)
     if title:
         fig.suptitle(title, fontsize=11)
-    fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
     return fig
