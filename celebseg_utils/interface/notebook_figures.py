@@ -135,8 +135,8 @@ def plot_viewer(viewer):
              f"({viewer.slider.value + 1} of {len(viewer.ids)})")
     panels = "ground truth" + (f" | prediction, IoU {drawn['iou']:.3f}" if "iou" in drawn else "")
     hidden = list(viewer.hidden_classes)
-    if hidden:
-        names = [L.DISPLAY_NAMES[L.CLASS_NAMES[i]] for i in hidden if i != L.BACKGROUND_ID]
+    names = [L.DISPLAY_NAMES[L.CLASS_NAMES[i]] for i in hidden if i != L.BACKGROUND_ID]
+    if names:  # background is never drawn, so hiding it changes nothing worth a word
         panels += f"; hidden: {', '.join(names)}" if len(names) <= 4 else f"; {len(names)} classes hidden"
     # The legend lists what the overlays show: hidden classes count as background there.
     maps = [np.where(np.isin(drawn[key], hidden), L.BACKGROUND_ID, drawn[key])

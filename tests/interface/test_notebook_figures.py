@@ -270,6 +270,10 @@ def test_plot_viewer_names_the_split_and_lists_only_the_classes_shown(tmp_path):
                                                                     "hair 50% / 50%"]
     assert F.viewer_split(_FakeViewer(prep, [0, 2], truth)) is None  # no split: every image
     plt.close(fig)
+    fig = F.plot_viewer(_FakeViewer(prep, [1, 2], truth, hidden=list(range(1, 19))))
+    assert fig.axes[0].get_title().splitlines()[1] == "ground truth; 18 classes hidden"
+    assert fig.axes[0].get_legend() is None  # nothing shown, nothing to name
+    plt.close(fig)
 
 
 def test_plot_viewer_of_a_real_mask_viewer(tmp_path):
