@@ -245,8 +245,94 @@ def markdown_table(header: Sequence[str], rows: Sequence[Sequence], align: str |
 
 # --------------------------------------------------------------------------- class statistics
 
+def _sig(x: float, digits: int = 3) -> str:
+    """``x`` to ``digits`` significant digits in plain notation; a number with more whole
+    digits than that keeps them all (thousands separated), never ``1.99e+03``.
+
+    Tables and sentences print every share and weight this way, and every ratio is
+    computed from the printed numbers, so that a reader who divides them gets the ratio
+    printed beside them.
+
+    >>> [_sig(v) for v in (0.027702, 3.8615, 249.5, 1985.4, 0.0)]
+    ['0.0277', '3.86', '250', '1,985', '0']
+    """
+    x = float(x)
+    if x == 0 or not math.isfinite(x):
+        return "0" if x == 0 else str(x)
+    decimals = digits - 1 - math.floor(math.log10(abs(x)))
+    if decimals <= 0:
+        return f"{round(x):,}"
+    return f"{round(x, decimals):.{decimals}f}"
+
+
 def _pct(x: float) -> str:
-    return f"{100 * x:.2f}%" if x >= 1e-4 else f"{100 * x:.4f}%"
+    """A share as a percentage to three significant digits: ``0.29912`` -> ``"29.9%"``."""
+    return _sig(100 * x) + "%"
+
+
+def _ratio(big: str, small: str) -> str:
+    """The ratio of two printed numbers (``_sig``/``_pct`` strings), as printed itself.
+
+    >>> _ratio("3.86", "0.0277"), _ratio("29.9%", "0.0151%")
+    ('139', '1,980')
+    """
+    value = float(big.rstrip("%").replace(",", "")) / float(small.rstrip("%").replace(",", ""))
+    return _sig(value)
+
+
+def _duration(seconds: float) -> str:
+    """Seconds as a reader says them: ``0.207`` -> ``"0.2 s"``, ``754`` -> ``"12 min 34 s"``.
+
+    >>> [_duration(s) for s in (0.2069, 42.4, 754.0, 7384.0)]
+    ['0.2 s', '42 s', '12 min 34 s', '2 h 03 min']
+    """
+    if seconds < 10:
+        return f"{seconds:.1f} s"
+    whole = int(round(seconds))
+    if whole < 60:
+        return f"{whole} s"
+    if whole < 3600:
+        return f"{whole // 60} min {whole % 60:02d} s"
+    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
+
+
+def _shown_path(path) -> str:
+    """``path`` as the notebook's user wrote it: relative to the working folder when inside
+    it, ``~/...`` when under the home folder, so no output shows a machine's absolute path."""
+    path = Path(path)
+    if not path.is_absolute():
+        return str(path)
+    for base, prefix in ((Path.cwd(), ""), (Path.home(), "~/")):
+        try:
+            return prefix + str(path.resolve().relative_to(base.resolve()))
+        except ValueError:
+            continue
+    return str(path)
+
+
+def prepare_summary(summary: dict) -> Markdown:
+    """One readable line of what ``prepare_dataset`` did (its returned ``summary``): label
+    maps and their size, where they went, how long it took (rounded), the split sizes and
+    the problems, instead of the raw dict with an absolute path and float seconds.
+
+    >>> print(prepare_summary({"out": "data/prepared", "label_size": 512, "num_images": 20,
+    ...     "written": 15, "existing": 5, "seconds": 0.2069, "problems": 0,
+    ...     "splits": {"train": 16, "val": 2, "test": 2}}))
+    Prepared **20** label maps of 512×512 px in `data/prepared` in 0.2 s (15 fused now, 5 kept from an earlier run). Splits: train **16** · val **2** · test **2**. No problems.
+    """
+    size = summary.get("label_size")
+    made = f"{summary.get('written', 0):,} fused now"
+    if summary.get("existing"):
+        made += f", {summary['existing']:,} kept from an earlier run"
+    splits = " · ".join(f"{name} **{count:,}**" for name, count in summary.get("splits", {}).items())
+    problems = int(summary.get("problems", 0))
+    trouble = ("No problems." if not problems else
+               f"**{problems:,} images left out**, listed in "
+               f"`{_shown_path(Path(summary['out']) / 'problems.txt')}`.")
+    return Markdown(f"Prepared **{summary['num_images']:,}** label maps"
+                    + (f" of {size}×{size} px" if size else "")
+                    + f" in `{_shown_path(summary['out'])}` in {_duration(summary['seconds'])} "
+                    f"({made}). Splits: {splits}. {trouble}")
 
 
 def frequency_table(stats: dict) -> Markdown:
@@ -261,7 +347,7 @@ def frequency_table(stats: dict) -> Markdown:
         rare = " (rare)" if name in L.RARE_CLASSES else ""
         rows.append([f"{i} {L.DISPLAY_NAMES.get(name, name)}{rare}", _pct(stats["frequency"][i]),
                      f"{int(stats['image_counts'][i])} ({100 * stats['image_counts'][i] / n:.0f}%)"]
-                    + [f"{weights[s][i]:.2f}" for s in schemes])
+                    + [_sig(weights[s][i]) for s in schemes])
     return markdown_table(["class", "pixels", "images"] + schemes, rows)
 
 
@@ -287,8 +373,8 @@ def imbalance_summary(stats: dict) -> Markdown:
              f"**{_pct(freq[top3].sum())}** of all pixels."]
     if len(present) >= 2:
         big, small = present[0], present[-1]
-        lines.append(f"The rarest class present, **{show(small)}**, has {_pct(freq[small])} of the pixels: "
-                     f"**{freq[big] / freq[small]:,.0f}×** fewer than {show(big)}.")
+        lines.append(f"The rarest class present, **{show(small)}**, has {_pct(freq[small])} of the pixels, "
+                     f"{show(big)} {_pct(freq[big])}: **{_ratio(_pct(freq[big]), _pct(freq[small]))}×** fewer.")
     rare = [names.index(c) for c in L.RARE_CLASSES if c in names]
     if rare:
         parts = [f"{show(i)} {100 * images[i] / n:.0f}%" for i in rare]
@@ -298,9 +384,10 @@ def imbalance_summary(stats: dict) -> Markdown:
     w = np.asarray(stats["class_weights"].get("median_freq", []), dtype=np.float64)
     if w.size and len(present):
         wp = w[present]
-        lines.append(f"Median-frequency weights then range from **{wp.min():.2f}** "
-                     f"({show(present[int(np.argmin(wp))])}) to **{wp.max():.1f}** "
-                     f"({show(present[int(np.argmax(wp))])}): a {wp.max() / wp.min():,.0f}-fold spread.")
+        low, high = _sig(wp.min()), _sig(wp.max())
+        lines.append(f"Median-frequency weights then range from **{low}** "
+                     f"({show(present[int(np.argmin(wp))])}) to **{high}** "
+                     f"({show(present[int(np.argmax(wp))])}): a {_ratio(high, low)}-fold spread.")
     return Markdown("\n\n".join(lines))
 
 

@@ -95,6 +95,66 @@ def sample_rows(prepared, ids: Sequence[int], alpha: float = 0.5) -> list[list]:
     return rows
 
 
+def plot_class_grid(prepared, image_id: int, alpha: float = 0.8):
+    """One image of a prepared folder, one class at a time (:func:`viz.class_grid`): each
+    class present in magenta over the greyed photo, titled with its pixel share. The
+    official palette gives several classes near-identical colours; this view cannot mix
+    them up."""
+    info = layout.read_prepare_info(Path(prepared))
+    label = read_label(prepared, image_id)
+    photo = load_photos(info["data_root"], [image_id], size=label.shape[0])[0]
+    _pyplot()
+    return viz.class_grid(photo, label, alpha=alpha,
+                          title=f"image {image_id}, one class at a time (share of its pixels)")
+
+
+def viewer_split(viewer) -> str | None:
+    """The split a :class:`~celebseg_utils.interface.widgets.MaskViewer` browses: its
+    ``split`` attribute when it has one, else the split whose image list it holds; None
+    when it browses every labelled image."""
+    split = getattr(viewer, "split", None)
+    if split:
+        return split
+    for name in layout.SPLITS:
+        try:
+            if layout.read_split(viewer.prepared, name) == list(viewer.ids):
+                return name
+        except (OSError, CelebsegError):
+            continue
+    return None
+
+
+def plot_viewer(viewer):
+    """A static picture of what ``viewer`` shows now, for renderings without a kernel: the
+    overlays it draws, titled with the split, the image and its place in the split (and
+    the IoU with a prediction), with a legend of the classes shown and their shares."""
+    drawn = viewer.render()
+    split = viewer_split(viewer)
+    where = f"{split} split" if split else "all labelled images"
+    title = (f"MaskViewer, {where}: image {viewer.image_id} "
+             f"({viewer.slider.value + 1} of {len(viewer.ids)})")
+    panels = "ground truth" + (f" | prediction, IoU {drawn['iou']:.3f}" if "iou" in drawn else "")
+    hidden = list(viewer.hidden_classes)
+    names = [L.DISPLAY_NAMES[L.CLASS_NAMES[i]] for i in hidden if i != L.BACKGROUND_ID]
+    if names:  # background is never drawn, so hiding it changes nothing worth a word
+        panels += f"; hidden: {', '.join(names)}" if len(names) <= 4 else f"; {len(names)} classes hidden"
+    # The legend lists what the overlays show: hidden classes count as background there.
+    maps = [np.where(np.isin(drawn[key], hidden), L.BACKGROUND_ID, drawn[key])
+            for key in ("truth_label", "prediction_label") if key in drawn]
+    plt = _pyplot()
+    canvas = drawn["canvas"]
+    height = 3.6
+    fig, ax = plt.subplots(figsize=(height * canvas.shape[1] / canvas.shape[0] + 2.6, height + 0.4),
+                           layout="constrained")
+    ax.imshow(canvas)
+    ax.set_xticks([])
+    ax.set_yticks([])
+    ax.set_title(f"{title}\n{panels}", fontsize=10)
+    viz.add_class_legend(ax, maps, fontsize=8.5,
+                         title="pixels: " + " / ".join(["ground truth", "prediction"][:len(maps)]))
+    return fig
+
+
 def plot_history(history: dict):
     """Loss and mIoU per epoch, training and validation (``train.train(cfg)["history"]``).
 
@@ -182,7 +242,10 @@ def plot_weight_maps(prepared, stats: dict, image_id: int | None = None, split: 
                      scheme: str = "median_freq"):
     """Label map, the ``scheme`` class-weight map and the per-image weight map of one image.
 
-    ``image_id=None`` picks one with rare accessories (:func:`pick_example`).
+    ``image_id=None`` picks one with rare accessories (:func:`pick_example`). The three
+    pictures are the same size: each colourbar and the label map's legend (the classes
+    present, with their pixel shares) get columns of their own instead of taking width
+    from a picture.
     """
     from matplotlib.colors import LogNorm
 
@@ -194,19 +257,22 @@ def plot_weight_maps(prepared, stats: dict, image_id: int | None = None, split: 
     label = read_label(prepared, k)
     maps = [(f"{scheme} weight per pixel", S.class_weight_map(label, stats["class_weights"][scheme])),
             ("per-image weight per pixel", S.per_image_pixel_weights(label))]
-    fig, axes = plt.subplots(1, 3, figsize=(12, 3.8))
-    axes[0].imshow(viz.colorize(label))
-    axes[0].set_title(f"label map, image {k}", fontsize=9)
-    for ax, (title, weights) in zip(axes[1:], maps):
+    # Constrained layout gives the legend and the colourbars margins of their own and keeps
+    # the three pictures the same size (tight_layout let each colourbar shrink its picture).
+    fig, pictures = plt.subplots(1, 3, figsize=(12, 3.1), layout="constrained")
+    label_ax = pictures[0]
+    label_ax.imshow(viz.colorize(label))
+    label_ax.set_title(f"label map, image {k}", fontsize=10)
+    viz.add_class_legend(label_ax, [label], title="pixels", fontsize=9)
+    for ax, (title, weights) in zip(pictures[1:], maps):
         positive = weights[weights > 0]
         norm = LogNorm(vmin=positive.min(), vmax=max(positive.max(), positive.min() * 1.01))
         shown = ax.imshow(np.where(weights > 0, weights, np.nan), cmap="magma", norm=norm)
-        fig.colorbar(shown, ax=ax, fraction=0.046, pad=0.04)
-        ax.set_title(title, fontsize=9)
-    for ax in axes:
+        fig.colorbar(shown, ax=ax, fraction=0.05, pad=0.02)
+        ax.set_title(title, fontsize=10)
+    for ax in pictures:
         ax.set_xticks([])
         ax.set_yticks([])
-    fig.tight_layout()
     return fig
 
 

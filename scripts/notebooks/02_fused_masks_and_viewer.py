@@ -24,7 +24,8 @@ PREPARED_DIR = "data/prepared"     # fused label maps and splits go here
 WORKERS = None                     # processes for fusing; None: all cores
 TFRECORDS = False                  # also write TFRecord shards (faster input on TPUs / big GPUs)
 SMOKE_ROOT = "celebseg-smoke"      # SMOKE only: the synthetic workspace
-SHOW_IDS = [0, 1, 2, 3]            # images for the picture grid
+SHOW_IDS = [0, 1, 2, 3]            # images for the picture grid (the first: one class at a time)
+VIEWER_SPLIT = "val"               # the split the mask viewer browses: "train", "val" or "test"
 """)
     cells += [
         code(f"""
@@ -48,16 +49,18 @@ Preparing the full dataset takes a few minutes; it is done once.
 """),
         code("""
 from celebseg_utils import prepare_dataset
+from celebseg_utils.interface import notebook
 
 summary = prepare_dataset(DATA_DIR, PREPARED_DIR, workers=WORKERS, tfrecords=TFRECORDS)
-summary
+notebook.prepare_summary(summary)
 """),
         md("""
 ## Photo, label map, overlay
 
 Each row is one image: the photo, its fused label map in the official palette, and the
-two blended. Small parts (the eyes, the brows, an earring) are only a few hundred pixels
-out of 262,144: keep that in mind for notebook 03.
+two blended. The legend beside each row lists the classes in that image with their share
+of its pixels. Small parts (the eyes, the brows, an earring) are a fraction of a percent,
+a few hundred pixels out of 262,144: keep that in mind for notebook 03.
 """),
         code("""
 from celebseg_utils.interface import notebook_figures as figures
@@ -68,21 +71,35 @@ viz.plot_grid(rows, titles=["photo", "fused label map", "overlay"],
               row_labels=[f"image {k}" for k in SHOW_IDS]);
 """),
         md("""
+## One class at a time
+
+We keep the dataset authors' palette so that our pictures match theirs, but it was not
+made for reading: hair, lower lip and left eye are three blues, skin and right ear two
+reds. To check a single class, draw each one on its own, in one strong colour over the
+greyed photo: is the left eye really the person's left eye, does the earring mask cover
+the whole earring?
+"""),
+        code("""
+figures.plot_class_grid(PREPARED_DIR, SHOW_IDS[0]);
+"""),
+        md("""
 ## The mask viewer
 
-Step through the images with the slider (or type an id), switch classes on and off to
-check one attribute at a time, and change the opacity to see the boundaries against the
-photo. The viewer is an ipywidgets panel: it needs a live kernel, so a static rendering
-of this notebook (GitHub, HTML) leaves it out; the cell after it draws what it shows.
+The viewer browses one split, `VIEWER_SPLIT` (the **validation** split unless you change
+it). Step through its images with the slider (or type the index), switch classes on and
+off ("none", then tick one, shows a single class), and change the opacity to see the
+boundaries against the photo. The viewer is an ipywidgets panel: it needs a live kernel,
+so a static rendering of this notebook (GitHub, HTML) leaves it out; the cell after it
+draws what it shows, titled with the split and the image.
 """),
         code("""
 from celebseg_utils import MaskViewer
 
-viewer = MaskViewer(PREPARED_DIR)
+viewer = MaskViewer(PREPARED_DIR, split=VIEWER_SPLIT)
 viewer
 """),
         code("""
-viz.plot_grid([[viewer.render()["canvas"]]], titles=[f"viewer: image {viewer.image_id}"], legend=False);
+figures.plot_viewer(viewer);
 """),
         md("""
 Next: **03 · Class imbalance** counts how many pixels each class gets.

@@ -93,9 +93,11 @@ figures.plot_class_weights(stats);
 ## What the weights do to one image
 
 A class weight becomes a per-pixel weight map: every pixel gets the weight of its class.
-Left: the label map. Middle: the median-frequency weight of each pixel (bright = a pixel
-that counts more in the loss). Right: the per-image alternative, which weights each class
-by its inverse area *in this image*, so every class present contributes equally.
+Left: the label map, its legend listing the classes of this image and their share of its
+pixels. Middle: the median-frequency weight of each pixel (bright = a pixel that counts
+more in the loss; note the log scale). Right: the per-image alternative, which weights
+each class by its inverse area *in this image*, so every class present contributes
+equally.
 """),
         code("""
 figures.plot_weight_maps(PREPARED_DIR, stats, image_id=EXAMPLE_ID, split=SPLIT);

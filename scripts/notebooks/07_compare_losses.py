@@ -96,7 +96,9 @@ figures.plot_comparison(comparison["runs"], metric="iou");
         md("""
 ## The same faces through each model
 
-One row per test image: the photo, the ground truth, then each run's prediction.
+One row per test image: the photo, the ground truth, then each run's prediction. The
+legend beside each row names every class in the row's maps, with its share of the ground
+truth's pixels ("–": only predicted).
 """),
         code("""
 figures.plot_run_predictions(run_dirs, PREPARED_DIR, count=SHOW_IMAGES, split="test");

@@ -91,7 +91,9 @@ notebook.Markdown(evaluate.results_table(results))
             md(f"""
 ## Predictions{title}
 
-Photo, ground truth and prediction for a few test faces. Then the viewer, on the same model:
+Photo, ground truth and prediction for a few test faces. The legend beside each row gives
+each class's share of the pixels in the truth and in the prediction: a class the model
+misses reads "2.1% / 0%", one it invents "0% / 1.5%". Then the viewer, on the same model:
 step through the test split and compare the two maps with the per-image IoU.
 """),
             code("""

@@ -125,20 +125,57 @@ def test_markdown_table_aligns_and_renders():
 
 def test_imbalance_summary_states_the_numbers():
     text = notebook.imbalance_summary(_toy_stats())
-    assert "**background, skin, hair** cover **99.90%** of all pixels" in text
+    assert "**background, skin, hair** cover **99.9%** of all pixels" in text
     # hat: 0.1% of the pixels, 500x fewer than background
-    assert "**hat**, has 0.10% of the pixels: **500×** fewer than background" in text
+    assert "**hat**, has 0.100% of the pixels, background 50.0%: **500×** fewer" in text
     assert "hat 10%" in text and "eyeglasses 0%" in text
     assert "Never present in this split: nose" in text
-    # median weights: 0.2495/0.5 = 0.499 (background) .. 0.2495/0.001 = 249.5 (hat)
-    assert "from **0.50** (background) to **249.5** (hat): a 500-fold spread" in text
+    # median weights: 0.2495/0.5 = 0.499 (background) .. 0.2495/0.001 = 249.5 (hat), printed
+    # to three digits; the spread is of the printed numbers: 250 / 0.499 = 501
+    assert "from **0.499** (background) to **250** (hat): a 501-fold spread" in text
+
+
+def test_imbalance_summary_ratios_match_the_numbers_it_prints():
+    """What the rendered notebook 03 got wrong: a "244-fold spread" printed beside weights
+    rounded to 0.05 and 18.0, which read as 360x. Every ratio is now the quotient of the
+    numbers printed next to it, checked here on weights whose two-decimal rounding would
+    be far off (0.0738 -> 0.07)."""
+    import re
+
+    stats = _toy_stats()
+    median = [0.0] * 19
+    median[0], median[1], median[13], median[14] = 0.0738, 0.2, 1.0, 18.04
+    stats["class_weights"]["median_freq"] = median
+    text = notebook.imbalance_summary(stats)
+    low, high, fold = re.search(r"from \*\*([\d.,]+)\*\* \(background\) to \*\*([\d.,]+)\*\* "
+                                r"\(hat\): a ([\d,]+)-fold spread", text).groups()
+    assert (low, high) == ("0.0738", "18.0")
+    assert float(fold.replace(",", "")) == round(float(high) / float(low))  # 243.9 -> 244
+    rare, big, times = re.search(r"has ([\d.]+)% of the pixels, background ([\d.]+)%: \*\*([\d,]+)×\*\*",
+                                 text).groups()
+    assert float(times.replace(",", "")) == round(float(big) / float(rare))
 
 
 def test_frequency_table_rows():
     lines = notebook.frequency_table(_toy_stats()).splitlines()
     assert lines[0] == "| class | pixels | images | inv_freq | median_freq | enet |"
-    assert lines[2 + 14] == "| 14 hat (rare) | 0.10% | 1 (10%) | 1.00 | 249.50 | 2.00 |"
-    assert lines[2 + 0] == "| 0 background | 50.00% | 10 (100%) | 1.00 | 0.50 | 2.00 |"
+    assert lines[2 + 14] == "| 14 hat (rare) | 0.100% | 1 (10%) | 1.00 | 250 | 2.00 |"
+    assert lines[2 + 0] == "| 0 background | 50.0% | 10 (100%) | 1.00 | 0.499 | 2.00 |"
+
+
+def test_prepare_summary_is_one_readable_line_without_the_machine_path(tmp_path, monkeypatch):
+    monkeypatch.chdir(tmp_path)
+    summary = {"data_root": "/home/someone/data/CelebAMask-HQ", "out": str(tmp_path / "prepared"),
+               "label_size": 512, "num_images": 30000, "splits": {"train": 24183, "val": 2993,
+               "test": 2824}, "problems": 2, "written": 29000, "existing": 1000,
+               "seconds": 754.2069224970000505}
+    text = notebook.prepare_summary(summary)
+    assert text == ("Prepared **30,000** label maps of 512×512 px in `prepared` in 12 min 34 s "
+                    "(29,000 fused now, 1,000 kept from an earlier run). Splits: train **24,183** · "
+                    "val **2,993** · test **2,824**. **2 images left out**, listed in "
+                    "`prepared/problems.txt`.")
+    assert str(tmp_path) not in text and "/home/someone" not in text
+    assert "0.2 s" in notebook.prepare_summary({**summary, "seconds": 0.2069224970000505})
 
 
 def _results(miou, mean_f1, hat_f1, hat_recall, skin_f1=0.9):

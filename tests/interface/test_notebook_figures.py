@@ -92,13 +92,39 @@ def test_plot_weight_maps_shows_the_weights_of_each_pixel(tmp_path):
     prep = _prepared(tmp_path, {7: label})
     weights = [0.5] + [1.0] * 12 + [3.0] + [1.0] * 5
     fig = F.plot_weight_maps(prep, {"class_weights": {"median_freq": weights}}, image_id=7)
-    truth_ax, class_ax, image_ax = fig.axes[:3]
+    truth_ax, class_ax, image_ax = [ax for ax in fig.axes if ax.images and ax.get_title()]
     assert truth_ax.get_title() == "label map, image 7"
     class_map = class_ax.images[0].get_array()
     assert class_map[0, 0] == 0.5 and class_map[3, 3] == 3.0
     # per image: N / (K n_c) = 16 / (2 * 12) for background, 16 / (2 * 4) for hair
     image_map = image_ax.images[0].get_array()
     assert image_map[0, 0] == pytest.approx(16 / 24) and image_map[3, 3] == pytest.approx(2.0)
+    plt.close(fig)
+
+
+def test_weight_map_panels_are_the_same_size_and_the_label_map_has_a_legend(tmp_path):
+    """Rendered notebook 03 had three panels of different heights: each colourbar took its
+    width from its picture. Now the pictures' boxes, as drawn, match to the pixel."""
+    label = np.zeros((8, 8), np.uint8)
+    label[:, 4:] = 13  # 32 hair pixels
+    label[0, 0] = L.class_id("ear_r")  # 1 earring pixel
+    prep = _prepared(tmp_path, {7: label})
+    weights = [0.5] + [1.0] * 12 + [3.0, 1.0, 40.0] + [1.0] * 3
+    fig = F.plot_weight_maps(prep, {"class_weights": {"median_freq": weights}}, image_id=7)
+    fig.canvas.draw()  # applies the layout and the pictures' aspect
+    pictures = [ax for ax in fig.axes if ax.images and ax.get_title()]
+    assert len(pictures) == 3
+    boxes = [ax.get_window_extent() for ax in pictures]
+    assert {round(b.height, 1) for b in boxes} == {round(boxes[0].height, 1)}
+    assert {round(b.width, 1) for b in boxes} == {round(boxes[0].width, 1)}
+    assert {round(b.y0, 1) for b in boxes} == {round(boxes[0].y0, 1)}  # one row, aligned
+    # each colourbar is as tall as its picture
+    bars = [ax for ax in fig.axes if not ax.get_title()]
+    assert [round(ax.get_window_extent().height, 1) for ax in bars] == [round(boxes[0].height, 1)] * 2
+    legend = pictures[0].get_legend()
+    assert [t.get_text() for t in legend.get_texts()] == ["hair 50%", "earring 1.6%"]
+    assert legend.get_window_extent().x0 >= boxes[0].x1  # beside the picture, not over it
+    assert legend.get_window_extent().x1 <= boxes[1].x0
     plt.close(fig)
 
 
@@ -149,6 +175,11 @@ def test_plot_predictions_rows_show_truth_prediction_and_iou(tmp_path):
     axes = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in axes[:4]] == ["photo", "ground truth", "prediction", "overlay"]
     assert [axes[0].get_ylabel(), axes[4].get_ylabel()] == ["image 5, IoU 1.00", "image 6, IoU 0.25"]  # (8/16 + 0) / 2
+    # each row's legend, beside it: the classes of its truth and prediction, with both shares
+    legends = [ax.get_legend() for ax in axes if ax.get_legend() is not None]
+    assert [[t.get_text() for t in lg.get_texts()] for lg in legends] == [
+        ["hair 50% / 50%"], ["hair 0% / 50%"]]
+    assert legends[0].get_title().get_text() == "pixels: ground truth / prediction"
     plt.close(fig)
 
 
@@ -163,4 +194,98 @@ def test_plot_comparison_groups_bars_and_shades_rare_classes():
     assert len(shaded) == 2  # hat and earring
     assert [t.get_text() for t in ax.get_legend().get_texts()] == ["ce", "dice"]
     assert ax.get_ylabel() == "F1"
+    plt.close(fig)
+
+
+def _with_photos(prep, ids, size=8):
+    raw = prep.parent / "raw"
+    for k in ids:
+        layout.image_path(raw, k).parent.mkdir(parents=True, exist_ok=True)
+        photo = np.zeros((size, size, 3), np.uint8)
+        photo[..., 1] = 120
+        Image.fromarray(photo).save(layout.image_path(raw, k))
+    return prep
+
+
+def test_plot_class_grid_highlights_each_class_of_the_image(tmp_path):
+    label = np.zeros((4, 4), np.uint8)
+    label[:2] = L.class_id("hair")
+    label[3, 3] = L.class_id("l_eye")
+    prep = _with_photos(_prepared(tmp_path, {2: label}), [2])
+    fig = F.plot_class_grid(prep, 2, alpha=1.0)
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == ["left eye 6.2%", "hair 50%"]
+    for ax, class_id in zip(shown, (L.class_id("l_eye"), L.class_id("hair"))):
+        picture = np.asarray(ax.images[0].get_array())
+        assert (np.all(picture == (255, 0, 255), axis=-1) == (label == class_id)).all()
+    assert "image 2" in fig._suptitle.get_text()
+    plt.close(fig)
+
+
+class _FakeViewer:
+    """What plot_viewer reads of a MaskViewer: its folder, ids, position, hidden classes, render()."""
+
+    def __init__(self, prepared, ids, truth, prediction=None, hidden=()):
+        self.prepared, self.ids = prepared, list(ids)
+        self.slider = type("Slider", (), {"value": 1})()
+        self.hidden_classes = list(hidden)
+        self._truth, self._prediction = truth, prediction
+
+    @property
+    def image_id(self):
+        return self.ids[self.slider.value]
+
+    def render(self):
+        canvas = np.zeros(self._truth.shape + (3,), np.uint8)
+        out = {"truth_label": self._truth, "canvas": canvas}
+        if self._prediction is not None:
+            out.update(prediction_label=self._prediction, iou=np.float64(0.5),
+                       canvas=np.concatenate([canvas, canvas], axis=1))
+        return out
+
+
+def test_plot_viewer_names_the_split_and_lists_only_the_classes_shown(tmp_path):
+    truth = np.zeros((4, 4), np.uint8)
+    truth[:2] = L.class_id("hair")
+    truth[3, :2] = L.class_id("skin")
+    prep = _prepared(tmp_path, {0: truth, 1: truth, 2: truth}, split_ids=[0, 1, 2])
+    layout.split_path(prep, "val").write_text("1\n2\n")
+    layout.split_path(prep, "test").write_text("")
+    viewer = _FakeViewer(prep, [1, 2], truth, hidden=[L.class_id("hair")])
+    assert F.viewer_split(viewer) == "val"
+    fig = F.plot_viewer(viewer)
+    ax = fig.axes[0]
+    assert ax.get_title().splitlines() == ["MaskViewer, val split: image 2 (2 of 2)",
+                                           "ground truth; hidden: hair"]
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["skin 12%"]  # hair is hidden
+    plt.close(fig)
+    pred = truth.copy()
+    pred[3, :] = L.class_id("nose")
+    viewer = _FakeViewer(prep, [0, 1, 2], truth, prediction=pred)
+    assert F.viewer_split(viewer) == "train"
+    fig = F.plot_viewer(viewer)
+    ax = fig.axes[0]
+    assert ax.get_title().splitlines()[1] == "ground truth | prediction, IoU 0.500"
+    assert [t.get_text() for t in ax.get_legend().get_texts()] == ["skin 12% / 0%", "nose 0% / 25%",
+                                                                    "hair 50% / 50%"]
+    assert F.viewer_split(_FakeViewer(prep, [0, 2], truth)) is None  # no split: every image
+    plt.close(fig)
+    fig = F.plot_viewer(_FakeViewer(prep, [1, 2], truth, hidden=list(range(1, 19))))
+    assert fig.axes[0].get_title().splitlines()[1] == "ground truth; 18 classes hidden"
+    assert fig.axes[0].get_legend() is None  # nothing shown, nothing to name
+    plt.close(fig)
+
+
+def test_plot_viewer_of_a_real_mask_viewer(tmp_path):
+    pytest.importorskip("ipywidgets")
+    from celebseg_utils.interface.widgets import MaskViewer
+
+    truth = np.zeros((4, 4), np.uint8)
+    truth[:, :1] = L.class_id("r_ear")
+    prep = _with_photos(_prepared(tmp_path, {4: truth, 5: truth}, split_ids=[4]), [4, 5])
+    layout.split_path(prep, "test").write_text("5\n")
+    viewer = MaskViewer(prep, split="test")
+    fig = F.plot_viewer(viewer)
+    assert fig.axes[0].get_title().splitlines()[0] == "MaskViewer, test split: image 5 (1 of 1)"
+    assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["right ear 25%"]
     plt.close(fig)

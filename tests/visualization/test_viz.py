@@ -40,3 +40,79 @@ def test_plot_grid_writes_png(tmp_path):
     with Image.open(path) as im:
         assert im.format == "PNG" and im.size[0] > 100
     assert [p.name for p in tmp_path.iterdir()] == ["grid.png"]  # no temp file left
+
+
+def _two_class_label():
+    """4x4: 8 background, 6 hair (blue in the palette), 2 lower lip (another blue)."""
+    label = np.zeros((4, 4), dtype=np.uint8)
+    label[:2, :3] = L.class_id("hair")
+    label[3, :2] = L.class_id("l_lip")
+    return label
+
+
+def test_class_shares_and_format_share():
+    assert viz.class_shares(_two_class_label()) == {0: 0.5, 12: 0.125, 13: 0.375}
+    assert [viz.format_share(x) for x in (0.375, 0.125, 0.0042, 0.0)] == ["38%", "12%", "0.42%", "0%"]
+
+
+def test_legend_entries_list_exactly_the_classes_present_with_their_shares():
+    truth = _two_class_label()
+    pred = truth.copy()
+    pred[3, :2] = L.class_id("hair")  # the lower lip predicted as hair
+    pred[3, 3] = L.class_id("r_ear")  # and a stray right-ear pixel
+    assert viz.legend_entries([truth]) == [(12, "lower lip 12%"), (13, "hair 38%")]
+    assert viz.legend_entries([truth], background=True)[0] == (0, "background 50%")
+    assert viz.legend_entries([truth, pred]) == [(9, "right ear 0% / 6.2%"), (12, "lower lip 12% / 0%"),
+                                                 (13, "hair 38% / 50%")]
+    # more than two maps: the first map's share only, "–" where the first map lacks the class
+    assert viz.legend_entries([truth, pred, pred])[0] == (9, "right ear –")
+
+
+def test_highlight_paints_exactly_the_chosen_class():
+    photo = np.zeros((4, 4, 3), dtype=np.uint8)
+    photo[..., 0] = 200  # a red photo: luminance 0.299 * 200 = 59.8
+    label = _two_class_label()
+    out = viz.highlight(photo, label, L.class_id("l_lip"), alpha=1.0)
+    lip = label == L.class_id("l_lip")
+    assert (out[lip] == viz.HIGHLIGHT).all()
+    # everything else, hair included, is the same pale grey: 0.5 * 59.8 + 127.5 = 157.4
+    assert (out[~lip] == 157).all()
+    half = viz.highlight(photo, label, L.class_id("l_lip"), alpha=0.5)
+    assert half[3, 0].tolist() == [206, 79, 206]  # (157.4 + 255) / 2, 157.4 / 2
+    # a label map half the size of the photo is scaled to it
+    big = viz.highlight(np.zeros((8, 8, 3), np.uint8), label, L.class_id("hair"), alpha=1.0)
+    assert (big[:4, :6] == viz.HIGHLIGHT).all() and (big[4:, :] != viz.HIGHLIGHT).any(axis=-1).all()
+
+
+def test_class_grid_has_one_panel_per_class_present():
+    import matplotlib.pyplot as plt
+
+    photo = np.full((4, 4, 3), 100, dtype=np.uint8)
+    fig = viz.class_grid(photo, _two_class_label())
+    shown = [ax for ax in fig.axes if ax.images]
+    assert [ax.get_title() for ax in shown] == ["lower lip 12%", "hair 38%"]
+    hair = np.asarray(shown[1].images[0].get_array())
+    # grey 0.5 * 100 + 127.5 = 177.5 everywhere but hair, which is 80% magenta over it
+    coloured = np.any(hair != 178, axis=-1)
+    assert (coloured == (_two_class_label() == L.class_id("hair"))).all()
+    assert hair[0, 0].tolist() == [240, 36, 240]  # 0.2 * 177.5 + 0.8 * (255, 0, 255)
+    plt.close(fig)
+
+
+def test_plot_grid_gives_each_row_a_legend_of_its_own_classes():
+    import matplotlib.pyplot as plt
+
+    photo = np.zeros((4, 4, 3), dtype=np.uint8)
+    other = np.zeros((4, 4), dtype=np.uint8)
+    other[0, 0] = L.class_id("ear_r")
+    fig = viz.plot_grid([[photo, _two_class_label()], [photo, other]], ["photo", "truth"])
+    legends = [ax.get_legend() for ax in fig.axes if ax.get_legend() is not None]
+    assert [[t.get_text() for t in lg.get_texts()] for lg in legends] == [
+        ["lower lip 12%", "hair 38%"], ["earring 6.2%"]]
+    assert legends[0].get_title().get_text() == "pixels: truth"
+    # the legend patches carry the official palette colours
+    assert [tuple(np.round(np.array(h.get_facecolor()[:3]) * 255).astype(int)) for h in
+            legends[0].legend_handles] == [tuple(L.PALETTE[12]), tuple(L.PALETTE[13])]
+    no_legend = viz.plot_grid([[photo, other]], ["photo", "truth"], legend=False)
+    assert all(ax.get_legend() is None for ax in no_legend.axes)
+    plt.close("all")
