@@ -4,7 +4,7 @@ VENV   := .venv
 BIN    := $(VENV)/bin
 STAMP  := $(VENV)/.installed
 
-.PHONY: setup demo test bench clean
+.PHONY: setup demo test runtime-check bench clean
 
 setup: $(STAMP)
 
@@ -21,6 +21,10 @@ demo: $(STAMP)
 
 test: $(STAMP)
 	$(BIN)/python -m pytest -q
+
+# The package inside Colab's and Kaggle's runtimes, rebuilt from runtimes/*.txt (README).
+runtime-check: $(STAMP)
+	$(BIN)/python scripts/check_runtime.py runtimes/colab-2026-08.txt runtimes/kaggle-2026-05.txt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache

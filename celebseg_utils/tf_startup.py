@@ -16,7 +16,7 @@ the filter off, so nothing is hidden from someone debugging TensorFlow itself.
 
 >>> import os
 >>> with filtered_stderr() as kept:
-...     _ = os.write(2, b"I0000 00:00:1.0 1 cudart_stub.cc:31] Could not find cuda drivers\\n")
+...     _ = os.write(2, b"W0000 cudart_stub.cc:31] Could not find cuda drivers on your machine\\n")
 >>> kept
 []
 """
@@ -26,6 +26,7 @@ from __future__ import annotations
 import contextlib
 import importlib.abc
 import importlib.util
+import logging
 import os
 import re
 import sys
@@ -44,6 +45,37 @@ NOISE = re.compile("|".join([
     r"TF-TRT Warning: Could not find TensorRT",
     r"^To enable the following instructions:",
 ]))
+
+#: What tensorflow_datasets logs, with a traceback, when the runtime's protobuf is older than
+#: the one its tensorflow_metadata was generated with (Colab 2026-08: protobuf 5.29.6 against
+#: gencode 6.31). keras-cv imports tensorflow_datasets and this package uses none of it.
+TFDS_PROTOBUF_REPORT = "Detected incompatible Protobuf Gencode/Runtime versions"
+
+
+class _DropRecords(logging.Filter):
+    def __init__(self, text: str):
+        super().__init__()
+        self.text = text
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return self.text not in record.getMessage()
+
+
+@contextlib.contextmanager
+def without_log_records(text: str, logger: str = "absl"):
+    """Drop the records of ``logger`` whose message contains ``text``, inside the block only.
+
+    >>> import logging
+    >>> with without_log_records("noise", "demo"):
+    ...     logging.getLogger("demo").error("some noise")   # dropped
+    """
+    drop = _DropRecords(text)
+    target = logging.getLogger(logger)
+    target.addFilter(drop)
+    try:
+        yield
+    finally:
+        target.removeFilter(drop)
 
 
 @contextlib.contextmanager

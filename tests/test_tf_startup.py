@@ -1,5 +1,6 @@
 """TensorFlow's start-up noise is filtered; everything else it prints still shows."""
 
+import logging
 import os
 import subprocess
 import sys
@@ -55,3 +56,15 @@ def test_a_user_asking_for_tensorflow_logs_gets_them():
     noisy = [line for line in plain.splitlines() if tf_startup.NOISE.search(line)]
     assert len([line for line in asked.splitlines() if tf_startup.NOISE.search(line)]) \
         == len(noisy)
+
+
+def test_drops_only_the_named_log_record_and_only_inside_the_block(caplog):
+    logger = logging.getLogger("absl")
+    with caplog.at_level(logging.ERROR, logger="absl"):
+        with tf_startup.without_log_records(tf_startup.TFDS_PROTOBUF_REPORT):
+            logger.error("Detected incompatible Protobuf Gencode/Runtime versions when "
+                         "loading tensorflow_metadata/proto/v0/anomalies.proto")
+            logger.error("a real problem")
+        logger.error("Detected incompatible Protobuf Gencode/Runtime versions, later")
+    assert [r.getMessage() for r in caplog.records] == [
+        "a real problem", "Detected incompatible Protobuf Gencode/Runtime versions, later"]

@@ -93,6 +93,8 @@ def load_trained_model(path, compile: bool = False) -> keras.Model:
     """
     if not Path(path).is_file():
         raise CelebsegError(f"model file {path} not found: train one with `celebseg train`")
+    if _backbones.uses_keras_cv(path):
+        _backbones.import_keras_cv()  # before Keras imports it itself, loudly
     return keras.saving.load_model(str(path), compile=compile)
 
 

@@ -19,10 +19,12 @@ features) and ``P5`` (stride 32, the ASPP input).
 
 from __future__ import annotations
 
+import zipfile
 from pathlib import Path
 
 import keras
 
+from celebseg_utils import tf_startup
 from celebseg_utils.errors import CelebsegError
 
 #: Backbone name -> one-line description (the names ``build_model`` accepts).
@@ -175,10 +177,34 @@ def build_backbone(backbone: str = "resnet50_v2", library: str = "keras_cv",
     return model
 
 
+def import_keras_cv():
+    """The ``keras_cv`` module, imported where a keras-cv model is built or loaded only.
+
+    Importing keras-cv imports tensorflow_datasets, which on Colab's protobuf logs a
+    version-mismatch traceback into the user's notebook; that one report is dropped
+    (:data:`celebseg_utils.tf_startup.TFDS_PROTOBUF_REPORT`), anything else still shows.
+    """
+    with tf_startup.without_log_records(tf_startup.TFDS_PROTOBUF_REPORT):
+        import keras_cv
+    return keras_cv
+
+
+def uses_keras_cv(model_file) -> bool:
+    """True when a saved ``.keras`` model names keras-cv classes (its config says so).
+
+    >>> uses_keras_cv("no-such-file.keras")
+    False
+    """
+    try:
+        with zipfile.ZipFile(model_file) as archive:
+            return b'"keras_cv' in archive.read("config.json")
+    except (OSError, KeyError, zipfile.BadZipFile):
+        return False
+
+
 def _build_random(backbone, library, shape):
     if library == "keras_cv":
-        import keras_cv
-
+        keras_cv = import_keras_cv()
         cls = {"resnet50_v2": keras_cv.models.ResNetV2Backbone,
                "mobilenet_v3_large": keras_cv.models.MobileNetV3Backbone}[backbone]
         return cls(**_CV_ARGS[backbone], include_rescaling=True, input_shape=shape)
@@ -206,8 +232,7 @@ def _load_preset(backbone, library, weights, shape):
         preset = IMAGENET_PRESETS[(library, backbone)]
     try:
         if library == "keras_cv":
-            import keras_cv
-
+            keras_cv = import_keras_cv()
             # The base class knows no preset names; the concrete class maps them to handles.
             cls = (keras_cv.models.Backbone if _is_preset_dir(weights) else
                    {"resnet50_v2": keras_cv.models.ResNetV2Backbone,
@@ -245,6 +270,7 @@ def save_backbone_preset(backbone, folder) -> Path:
     if hasattr(backbone, "save_to_preset"):
         backbone.save_to_preset(str(folder))
     else:
+        import_keras_cv()
         from keras_cv.src.utils.preset_utils import save_to_preset
 
         save_to_preset(backbone, str(folder))

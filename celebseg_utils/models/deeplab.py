@@ -108,7 +108,7 @@ def _all_layers(layer):
 
 
 def _keras_cv_model(encoder, num_classes, name, rates):
-    import keras_cv
+    keras_cv = bb.import_keras_cv()
 
     head = keras.Sequential([
         keras.layers.Conv2D(256, 1, padding="same", use_bias=False, name="segmentation_head_conv"),

@@ -112,6 +112,8 @@ def test_saves_to_keras_file_and_reloads_with_identical_outputs(built, combo, tm
     model.save(path)
     again = keras.saving.load_model(path)
     np.testing.assert_array_equal(np.asarray(again(IMAGES)), np.asarray(model(IMAGES)))
+    # load_trained_model imports keras-cv (quietly) only for the models that need it.
+    assert backbones.uses_keras_cv(path) == (combo[0] == "keras_cv")
 
 
 @pytest.mark.slow
