@@ -296,7 +296,9 @@ def predict_label(model, photo: np.ndarray, size: int) -> np.ndarray:
     h, w = model.input_shape[1:3]
     x = np.asarray(Image.fromarray(photo).resize((w or size, h or size), Image.BILINEAR),
                    dtype=np.float32)[None]
-    logits = np.asarray(model.predict(x, verbose=0))[0]
+    # A direct call, not model.predict: predict builds a tf.function per model, and figures
+    # that show several models one photo at a time set off TensorFlow's retracing warning.
+    logits = np.asarray(model(x, training=False))[0]
     return viz.resize_label(np.argmax(logits, axis=-1).astype(np.uint8), (size, size))
 
 
