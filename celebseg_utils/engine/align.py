@@ -17,7 +17,7 @@ pixel ``i`` centred on coordinate ``i``. Everything here is numpy and Pillow onl
 >>> import numpy as np
 >>> from celebseg_utils.engine.align import face_matrix, similarity_params, template_points
 >>> m = face_matrix(template_points(512), 128)      # an aligned 512 px face, a 128 px crop
->>> [round(v, 3) for v in similarity_params(m)[:2]]  # scale, degrees
+>>> [round(v, 3) + 0.0 for v in similarity_params(m)[:2]]  # scale, degrees
 [0.25, 0.0]
 """
 
