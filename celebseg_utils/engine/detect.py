@@ -7,7 +7,7 @@ offline), imported lazily: without it, :class:`FaceDetector` raises a one-line
 right (the person's right eye is the photo's left one).
 
 Large photos are detected on a copy whose longer side is at most ``detect_size`` pixels,
-because MTCNN's image pyramid costs about the photo's pixel count (0.4 s at 512 px, 2.9 s
+because MTCNN's image pyramid costs about the photo's pixel count (1.0 s at 512 px, 2.9 s
 at 1024, 16 s at 2048 on this project's loaded 2-core CPU); boxes and landmarks are scaled
 back to the photo.
 
