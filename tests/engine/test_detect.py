@@ -66,3 +66,16 @@ def test_no_face_gives_no_detection(detector):
     rng = np.random.default_rng(0)
     assert detector(np.full((300, 400, 3), 128, np.uint8)) == []
     assert detector(rng.integers(0, 256, (64, 64, 3), dtype=np.uint8)) == []
+
+
+@pytest.mark.slow
+def test_a_detector_failure_is_one_line_naming_it(detector, monkeypatch):
+    def fails(*args, **kwargs):  # what mtcnn 1.0 raised here when its pyramid got too small
+        raise ValueError("Exception encountered when calling Conv2D.call().\n\nThe "
+                         "convolution operation resulted in an empty output.")
+
+    monkeypatch.setattr(detector._mtcnn, "detect_faces", fails)
+    with pytest.raises(CelebsegError, match=r"the face detector failed \(ValueError: "
+                                            r"Exception encountered") as err:
+        detector(np.zeros((50, 50, 3), np.uint8))
+    assert "\n" not in str(err.value)
