@@ -41,8 +41,8 @@ sys.path.insert(0, str(REPO))
 
 from celebseg_utils.engine import align as A  # noqa: E402
 from celebseg_utils.engine.detect import FaceDetector  # noqa: E402
-from celebseg_utils.engine.predict import (compose_parse, load_model, model_input_size,  # noqa: E402
-                                           predict_logits, split_faces)
+from celebseg_utils.engine.predict import (  # noqa: E402
+    compose_parse, load_model, model_input_size, predict_logits, split_faces)
 from celebseg_utils.models.metrics import confusion_matrix_np, scores_from_confusion  # noqa: E402
 
 

@@ -43,7 +43,8 @@ def train_photos(prepared: Path) -> list[tuple[int, Path]]:
 
 def dump(doc: dict) -> str:
     """JSON with one key a line (the point lists stay readable, the id list one line)."""
-    return "{\n" + ",\n".join(f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items()) + "\n}\n"
+    lines = (f" {json.dumps(k)}: {json.dumps(v)}" for k, v in doc.items())
+    return "{\n" + ",\n".join(lines) + "\n}\n"
 
 
 def main(argv=None) -> int:

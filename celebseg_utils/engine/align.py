@@ -289,7 +289,8 @@ def compose(pasted: list[Pasted], shape) -> tuple[np.ndarray, np.ndarray]:
     goes to the face whose centre is nearer.
 
     >>> a = paste_back(np.full((4, 4), 1, np.uint8), np.eye(3), (4, 8))
-    >>> b = paste_back(np.full((4, 4), 2, np.uint8), np.array([[1., 0, -3], [0, 1, 0], [0, 0, 1]]), (4, 8))
+    >>> shift = np.array([[1., 0, -3], [0, 1, 0], [0, 0, 1]])  # photo x 3..6 -> crop 0..3
+    >>> b = paste_back(np.full((4, 4), 2, np.uint8), shift, (4, 8))
     >>> compose([a, b], (4, 8))[0][0].tolist()  # column 3 is as near to both: the first wins
     [1, 1, 1, 1, 2, 2, 2, 0]
     """

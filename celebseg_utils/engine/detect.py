@@ -84,11 +84,10 @@ class FaceDetector:
 
     def __init__(self, detect_size: int = DEFAULT_DETECT_SIZE, min_confidence: float = 0.8):
         try:
-            import mtcnn  # noqa: F401  (the optional [align] extra)
+            from mtcnn import MTCNN  # the optional [align] extra
         except ImportError:
             raise CelebsegError(f"--align needs the mtcnn face detector, which is not "
                                 f"installed: {INSTALL_HINT}") from None
-        from mtcnn import MTCNN
 
         if detect_size < 32:
             raise CelebsegError(f"detect_size={detect_size} is too small: use at least 32")
