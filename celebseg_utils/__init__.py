@@ -42,6 +42,7 @@ _API: dict[str, str] = {
     "train": "celebseg_utils.engine.train",
     "evaluate_model": "celebseg_utils.engine.evaluate",
     "predict_images": "celebseg_utils.engine.predict",
+    "parse_photo": "celebseg_utils.engine.predict",
     "MaskViewer": "celebseg_utils.interface.widgets",
 }
 

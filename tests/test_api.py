@@ -22,6 +22,7 @@ OWNERS = {
     "train": "celebseg_utils.engine.train",
     "evaluate_model": "celebseg_utils.engine.evaluate",
     "predict_images": "celebseg_utils.engine.predict",
+    "parse_photo": "celebseg_utils.engine.predict",
     "MaskViewer": "celebseg_utils.interface.widgets",
 }
 

@@ -379,3 +379,66 @@ def plot_comparison(results: dict, metric: str = "f1"):
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()
     return fig
+
+
+# --------------------------------------------------------------------------- your own photo
+
+def framed_test_face(prepared, split: str = "test", scale: float = 0.45, degrees: float = 20.0,
+                     shape: tuple[int, int] = (480, 720)) -> np.ndarray:
+    """The first face of ``split``, shrunk by ``scale``, turned by ``degrees`` and put
+    off-centre in a grey ``shape`` photo: how an ordinary photo differs from the aligned
+    faces a CelebAMask-HQ model was trained on.
+
+    >>> framed_test_face("data/prepared").shape  # doctest: +SKIP
+    (480, 720, 3)
+    """
+    from celebseg_utils.engine.align import warp
+
+    info = layout.read_prepare_info(Path(prepared))
+    k = _split_samples(prepared, split, 1)[0][0]
+    photo = load_photos(info["data_root"], [k])[0]
+    t = np.radians(degrees)
+    h, w = photo.shape[:2]
+    m = np.array([[scale * np.cos(t), -scale * np.sin(t), 0.0],
+                  [scale * np.sin(t), scale * np.cos(t), 0.0], [0.0, 0.0, 1.0]])
+    # the face's middle to two thirds of the width, half the height
+    middle = m[:2, :2] @ np.array([w / 2, h / 2])
+    m[:2, 2] = np.array([shape[1] * 2 / 3, shape[0] / 2]) - middle
+    warped, inside = warp(photo, m, shape)
+    canvas = np.full(shape + (3,), 128, np.uint8)
+    canvas[inside] = np.clip(warped[inside] + 0.5, 0, 255).astype(np.uint8)
+    return canvas
+
+
+def plot_own_photo(model, photo=None, prepared=None, tta: str | None = "flip"):
+    """A photo parsed whole (``celebseg predict``) and face by face (``predict --align``).
+
+    ``photo``: a path or an RGB array; None takes :func:`framed_test_face` of ``prepared``.
+    Where ``--align`` finds no usable face, or the ``[align]`` extra is not installed, its
+    panel shows the photo and says why instead of failing the notebook.
+
+    >>> plot_own_photo("runs/dice/best.keras", "me.jpg")  # doctest: +SKIP
+    <Figure size ...>
+    """
+    from celebseg_utils.engine import predict
+
+    if photo is None:
+        if prepared is None:
+            raise CelebsegError("plot_own_photo needs a photo, or a prepared folder to take "
+                                "a test face from")
+        photo = framed_test_face(prepared)
+    elif isinstance(photo, (str, Path)):
+        photo = predict.read_image(photo)
+    photo = np.asarray(photo)[..., :3]
+    model = predict.load_model(model)
+    (logits,) = predict.predict_logits(model, [photo], tta)
+    whole = viz.overlay(photo, np.argmax(logits, axis=-1).astype(np.uint8))
+    try:
+        parse = predict.parse_photo(model, photo, tta=tta)
+        aligned, title = parse.overlay, f"predict --align ({len(parse.faces)} face(s))"
+    except CelebsegError as exc:
+        aligned, title = photo, f"--align: {exc}"[:60]
+        print(f"--align: {exc}")
+    _pyplot()
+    return viz.plot_grid([[photo, whole, aligned]], ["photo", "predict (whole photo)", title],
+                         legend=False, cell_size=3.2)

@@ -40,6 +40,7 @@ RUN_ROOT = None                    # where 04-06 wrote their runs (None: Drive, 
 RUNS = ["sparse_ce", "weighted_ce", "dice", "jaccard"]
 SMOKE_ROOT = "celebseg-smoke"      # SMOKE only: the synthetic workspace
 SHOW_IMAGES = 3                    # test images in the prediction grids
+PHOTO = None                       # your own photo (a path); None: a test face, framed
 """, """
 The runs come from notebooks 04-06. In SMOKE mode, runs that are missing are trained here
 in a few seconds each, so this notebook also works on its own.
@@ -102,6 +103,23 @@ truth's pixels ("–": only predicted).
 """),
         code("""
 figures.plot_run_predictions(run_dirs, PREPARED_DIR, count=SHOW_IMAGES, split="test");
+"""),
+        md("""
+## Your own photo
+
+The models learnt from faces aligned and cropped the CelebA-HQ way: eyes level, at the same
+height, the face filling the frame. An ordinary photo is not like that. Below, the best run
+by mean F1 parses a photo twice: whole, as `celebseg predict` does, and face by face, as
+`celebseg predict --align` does: it finds each face (MTCNN), turns and scales it into the
+CelebA-HQ frame, parses it there and pastes the parse back. Set `PHOTO` to a path of your
+own (upload it to the runtime first); `None` takes a test face, shrunk, turned and placed
+off-centre. `--align` needs the `[align]` extra (`pip install "celebseg[align]"`); without
+it, or where no face is found (the synthetic faces of SMOKE mode), its panel says why.
+"""),
+        code("""
+scores = [r["mean_f1"] or 0 for r in comparison["runs"].values()]  # in the order of run_dirs
+best_dir = run_dirs[scores.index(max(scores))]
+figures.plot_own_photo(best_dir / "best.keras", PHOTO, prepared=PREPARED_DIR);
 """),
         md("""
 ## The rare classes in numbers

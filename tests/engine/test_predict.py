@@ -204,3 +204,118 @@ def test_skip_bad_writes_the_readable_photos_only(tmp_path):
         predict_images(model, [good], good.parent, progress=False)
     with pytest.raises(CelebsegError, match="--batch-size must be at least 1"):
         predict_images(model, [good], tmp_path / "out2", batch_size=0, progress=False)
+
+
+# --------------------------------------------------------------------------- --align
+
+MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celebamask_hq_mini"
+
+
+@pytest.fixture(scope="module")
+def skin_model_path(tmp_path_factory):
+    """A 64 px model that calls every pixel that is not black skin: what it parses shows
+    exactly where the aligned crops lay."""
+    kernel = np.zeros((3, 19))
+    kernel[:, class_id("skin")] = 1 / 255
+    path = tmp_path_factory.mktemp("skin") / "skin.keras"
+    with warnings.catch_warnings():
+        warnings.simplefilter("ignore", DeprecationWarning)
+        _conv_model(64, kernel).save(path)
+    return path
+
+
+def _two_face_photo(path: Path) -> list[tuple[float, float]]:
+    """Two held-out real faces (test split of the default prepare split) in a 480x800 photo,
+    one turned 15 degrees; returns where their middles are."""
+    from celebseg_utils.engine.align import apply, warp
+
+    if not MINI.is_dir():
+        pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
+    canvas = np.full((480, 800, 3), 90, np.uint8)
+    middles = []
+    for k, (s, deg, tx, ty) in ((14, (0.7, 0, 10, 60)), (17, (0.6, 15, 470, 100))):
+        photo = np.asarray(Image.open(MINI / "images" / f"{k}.jpg").convert("RGB"))
+        t = np.radians(deg)
+        m = np.array([[s * np.cos(t), -s * np.sin(t), tx], [s * np.sin(t), s * np.cos(t), ty],
+                      [0, 0, 1]])
+        warped, inside = warp(photo, m, canvas.shape[:2])
+        canvas[inside] = warped[inside].astype(np.uint8)
+        middles.append(tuple(apply(m, [[255.5, 300]])[0]))
+    Image.fromarray(canvas).save(path)
+    return middles
+
+
+@pytest.mark.slow
+def test_align_parses_every_face_where_it_is_and_saves_crops(skin_model_path, tmp_path, capsys):
+    from celebseg_utils.engine.align import face_matrix, paste_back
+    from celebseg_utils.engine.detect import FaceDetector
+
+    photo = tmp_path / "two.png"
+    middles = _two_face_photo(photo)
+    out = tmp_path / "pred"
+    assert cli.main(["predict", "--model", str(skin_model_path), str(photo), "--out", str(out),
+                     "--align", "--save-crops", "--tta", "flip", "--no-progress"]) == 0
+    names = sorted(p.name for p in out.iterdir())
+    assert names == sorted(["two.png", "two_overlay.png"] + [
+        f"two_face{i}{s}.png" for i in (0, 1) for s in ("", "_labels", "_overlay")])
+    labels = np.asarray(Image.open(out / "two.png"))
+    assert labels.shape == (480, 800)
+    for i in (0, 1):
+        assert Image.open(out / f"two_face{i}.png").size == (64, 64)
+        assert (np.asarray(Image.open(out / f"two_face{i}_labels.png")) == 1).mean() > 0.95
+    # skin exactly where one of the two aligned crops reaches, background elsewhere
+    image = np.asarray(Image.open(photo))
+    faces = FaceDetector()(image)
+    assert len(faces) == 2
+    reach = np.zeros(labels.shape, bool)
+    for f in faces:
+        p = paste_back(np.ones((64, 64), np.uint8), face_matrix(f.landmarks, 64), labels.shape)
+        y0, y1, x0, x1 = p.box
+        reach[y0:y1, x0:x1] |= p.claimed
+    assert (labels[reach] == 1).mean() > 0.99 and (labels[~reach] == 0).all()
+    for x, y in middles:
+        assert labels[int(y), int(x)] == 1
+    overlay = np.asarray(Image.open(out / "two_overlay.png")).astype(int)
+    assert (overlay[~reach] == image[~reach]).all() and (overlay[reach] != image[reach]).any()
+
+
+@pytest.mark.slow
+def test_align_without_a_face_is_one_line_and_skip_bad_goes_on(skin_model_path, tmp_path,
+                                                               capsys):
+    if not MINI.is_dir():
+        pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
+    folder = tmp_path / "in"
+    folder.mkdir()
+    Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(folder / "wall.png")
+    Image.open(MINI / "images" / "15.jpg").save(folder / "face.jpg")
+    out = tmp_path / "pred"
+    args = ["predict", "--model", str(skin_model_path), str(folder), "--out", str(out),
+            "--align", "--no-progress"]
+    assert cli.main(args) == 2
+    err = capsys.readouterr().err.strip().splitlines()
+    assert len(err) == 1 and "wall.png" in err[0] and "no face found" in err[0]
+    assert "nothing was written" in err[0] and not out.exists()
+    assert cli.main(args + ["--skip-bad"]) == 0
+    captured = capsys.readouterr()
+    assert captured.out.split() == [str(out / "face.png"), str(out / "face_overlay.png")]
+    assert "warning: skipped" in captured.err and "wall.png" in captured.err
+    # the face is there but, for this floor, too small: said so, with its size
+    assert cli.main(["predict", "--model", str(skin_model_path), str(folder / "face.jpg"),
+                     "--out", str(out), "--align", "--min-eye-distance", "500"]) == 2
+    line = capsys.readouterr().err.strip().splitlines()[-1]
+    assert "too small" in line and "face.jpg" in line and "500 px" in line
+
+
+def test_align_options_are_checked_before_work(skin_model_path, tmp_path, monkeypatch):
+    import sys
+
+    photo = tmp_path / "p.png"
+    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    with pytest.raises(CelebsegError, match="--save-crops .* add --align"):
+        predict_images(skin_model_path, [photo], tmp_path / "o", save_crops=True)
+    with pytest.raises(CelebsegError, match="--min-eye-distance must be positive"):
+        predict_images(skin_model_path, [photo], tmp_path / "o", align=True, min_eye_distance=0)
+    monkeypatch.setitem(sys.modules, "mtcnn", None)
+    with pytest.raises(CelebsegError, match=r"pip install celebseg\[align\]"):
+        predict_images(skin_model_path, [photo], tmp_path / "o", align=True)
+    assert not (tmp_path / "o").exists()

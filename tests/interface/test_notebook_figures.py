@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import json
+from pathlib import Path
 
 import matplotlib
 
@@ -289,3 +290,56 @@ def test_plot_viewer_of_a_real_mask_viewer(tmp_path):
     assert fig.axes[0].get_title().splitlines()[0] == "MaskViewer, test split: image 5 (1 of 1)"
     assert [t.get_text() for t in fig.axes[0].get_legend().get_texts()] == ["right ear 25%"]
     plt.close(fig)
+
+
+MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celebamask_hq_mini"
+
+
+def _prepared_one(tmp_path, photo: np.ndarray, k: int = 5):
+    """A prepared folder whose test split is the one photo ``k`` (label: all background)."""
+    raw, prep = tmp_path / "raw", tmp_path / "prep"
+    layout.image_path(raw, k).parent.mkdir(parents=True)
+    Image.fromarray(photo).save(layout.image_path(raw, k), quality=95)
+    layout.label_path(prep, k).parent.mkdir(parents=True)
+    Image.fromarray(np.zeros(photo.shape[:2], np.uint8)).save(layout.label_path(prep, k))
+    layout.info_path(prep).write_text(json.dumps({"data_root": str(raw),
+                                                  "label_size": photo.shape[0]}))
+    (prep / "splits").mkdir()
+    (prep / "splits" / "test.txt").write_text(f"{k}\n")
+    return prep
+
+
+def test_framed_test_face_shrinks_turns_and_moves_the_face(tmp_path):
+    photo = np.full((64, 64, 3), 250, np.uint8)
+    photo[28:36, 28:36] = 0  # a dark mark in the middle
+    frame = F.framed_test_face(_prepared_one(tmp_path, photo), scale=0.5, degrees=45,
+                               shape=(60, 90))
+    assert frame.shape == (60, 90, 3)
+    assert (frame[0, 0] == 128).all() and (frame[:, :30] == 128).all()  # grey off the face
+    ys, xs = np.nonzero(frame[..., 0] < 60)  # the mark: at 2/3 of the width, half the height
+    assert abs(xs.mean() - 60) < 1.5 and abs(ys.mean() - 30) < 1.5
+    bright = frame[..., 0] > 200  # the face: a 32 px square turned 45 degrees
+    assert abs(int(bright.sum()) - 32 * 32) < 32 * 32 * 0.15
+    hs = np.nonzero(bright.any(axis=0))[0]
+    assert hs.max() - hs.min() + 1 > 40  # its diagonal, wider than the upright 32
+
+
+@pytest.mark.slow
+def test_plot_own_photo_parses_whole_and_aligned_or_says_why(tmp_path):
+    import keras
+
+    pytest.importorskip("mtcnn", reason="the [align] extra (mtcnn) is not installed")
+    if not MINI.is_dir():
+        pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
+    inp = keras.Input((64, 64, 3))
+    model = keras.Model(inp, keras.layers.Conv2D(19, 1)(inp))
+    face = np.asarray(Image.open(MINI / "images" / "14.jpg").convert("RGB"))  # a test face
+    fig = F.plot_own_photo(model, prepared=_prepared_one(tmp_path, face))
+    titles = [ax.get_title() for ax in fig.axes]
+    assert titles == ["photo", "predict (whole photo)", "predict --align (1 face(s))"]
+    plt.close(fig)
+    fig = F.plot_own_photo(model, np.full((120, 160, 3), 128, np.uint8))
+    assert fig.axes[2].get_title().startswith("--align: no face found")
+    plt.close(fig)
+    with pytest.raises(CelebsegError, match="needs a photo"):
+        F.plot_own_photo(model)
