@@ -177,7 +177,7 @@ class JupyterServer:
         elif front == "nbclassic":
             cmd = [bin_dir / "jupyter-nbclassic", *common, f"--ServerApp.token={self.token}",
                    f"--ServerApp.root_dir={folder}"]
-            self.path = "/nbclassic/notebooks/viewer.ipynb"
+            self.path = "/notebooks/viewer.ipynb"
         else:  # expose the app so the test can run JupyterLab's own "run all cells" command
             cmd = [bin_dir / "jupyter-lab", *common, f"--ServerApp.token={self.token}",
                    f"--ServerApp.root_dir={folder}", "--LabApp.expose_app_in_browser=True"]
@@ -279,9 +279,11 @@ class Browser:
     def keys(self, element, text: str) -> None:
         self.cmd("POST", f"/element/{element[ELEMENT]}/value", {"text": text})
 
-    def screenshot(self, path: Path) -> None:
+    def screenshot(self, path: Path, element=None) -> None:
+        """The viewport, or one element (scrolled into view)."""
         path.parent.mkdir(parents=True, exist_ok=True)
-        path.write_bytes(base64.b64decode(self.cmd("GET", "/screenshot")))
+        where = f"/element/{element[ELEMENT]}/screenshot" if element else "/screenshot"
+        path.write_bytes(base64.b64decode(self.cmd("GET", where)))
 
     def wait(self, what: str, check, timeout: float):
         deadline = time.monotonic() + timeout
@@ -315,12 +317,11 @@ fetch(img.src).then(r => r.arrayBuffer()).then(buf => {
 """
 
 KERNEL_READY = {
-    # classic: the kernel connected and the widgets nbextension loaded (else a widget output
-    # would fall back to its text)
+    # classic: the kernel connected and the widgets nbextension's manager attached to it; a
+    # widget output that arrives before renders as nothing at all (seen under load)
     "classic": """
         const nb = window.Jupyter && Jupyter.notebook;
-        return !!(nb && nb.kernel && nb.kernel.is_connected() && window.require &&
-                  require.defined('nbextensions/jupyter-js-widgets/extension'));""",
+        return !!(nb && nb.kernel && nb.kernel.is_connected() && nb.kernel.widget_manager);""",
     "lab": """
         const app = window.jupyterapp, w = app && app.shell.currentWidget;
         const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
@@ -348,7 +349,7 @@ def test_widget_unit_tests_pass_under_each_ipywidgets(env_name):
     done = subprocess.run([str(python), "-m", "pytest", "tests/interface/test_widgets.py", "-q",
                            "-m", "not slow", "-p", "no:cacheprovider"],
                           cwd=REPO, capture_output=True, text=True, timeout=600,
-                          env={**os.environ, "PYTHONPATH": ""})
+                          env={k: v for k, v in os.environ.items() if k != "PYTHONPATH"})
     summary = done.stdout.strip().splitlines()[-1] if done.stdout.strip() else done.stderr[-2000:]
     assert done.returncode == 0, done.stdout[-4000:] + done.stderr[-2000:]
     assert "passed" in summary and "skipped" not in summary and "failed" not in summary, summary
@@ -369,6 +370,8 @@ def test_viewer_in_the_browser(env_name, front, chrome, work, tmp_path):
         browser = Browser(chrome, tmp_path)
         start = time.monotonic()
         browser.get(server.url)
+        title = browser.js("return document.title;")
+        assert "404" not in title, f"{server.url} is not a notebook page: {title!r}"
         browser.wait("the kernel and the widget manager", lambda: browser.js(KERNEL_READY[kind]), 180)
         browser.js(RUN_ALL[kind])
         try:
@@ -425,6 +428,8 @@ def test_viewer_in_the_browser(env_name, front, chrome, work, tmp_path):
         assert same >= 0.99, f"prediction panel matches the expected one on {same:.1%} of pixels"
         assert "ground truth | prediction — IoU" in _page_text(browser)
         browser.screenshot(shot)
+        model_img = browser.js("return document.querySelectorAll('img.widget-image')[1];")
+        browser.screenshot(shot.with_name(shot.stem + "-model.png"), model_img)
         print(f"{env_name}/{front}: viewers drawn {rendered_s:.0f} s after opening; screenshot {shot}")
     except BaseException:
         if browser is not None:
