@@ -89,9 +89,12 @@ def chrome() -> dict:
 # --------------------------------------------------------------------------- the data
 
 @pytest.fixture(scope="module")
-def work(tmp_path_factory) -> dict:
+def work(tmp_path_factory, chrome) -> dict:
     """A served folder with the prepared faces, the model and the notebook, and the
     pictures this process draws for the controls the browser will set."""
+    # Skip before the slow part when nothing could use it.
+    if not any(browser_envs.is_ready(name) for name in browser_envs.ENVS):
+        pytest.skip(f"no front-end environment under {browser_envs.root()}: run `make browser-setup`")
     keras = pytest.importorskip("keras")
     from celebseg_utils.data.prepare import prepare_dataset
     from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
