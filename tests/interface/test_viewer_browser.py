@@ -173,6 +173,10 @@ class JupyterServer:
                          "TF_CPP_MIN_LOG_LEVEL": "2", "CUDA_VISIBLE_DEVICES": "",
                          "PATH": f"{bin_dir}{os.pathsep}{os.environ.get('PATH', '')}"})
         common = ["--no-browser", "--allow-root", "--ip=127.0.0.1", f"--port={self.port}"]
+        # JupyterLab's "news?" toast would cover the pictures in the screenshots.
+        (scratch / "config" / "labconfig").mkdir(parents=True, exist_ok=True)
+        (scratch / "config" / "labconfig" / "page_config.json").write_text(json.dumps(
+            {"disabledExtensions": {"@jupyterlab/apputils-extension:announcements": True}}))
         if front == "notebook":  # notebook 6: its own tornado app, NotebookApp options
             cmd = [bin_dir / "jupyter-notebook", *common, f"--NotebookApp.token={self.token}",
                    f"--NotebookApp.notebook_dir={folder}"]
@@ -369,6 +373,7 @@ def test_viewer_in_the_browser(env_name, front, chrome, work, tmp_path):
     server = JupyterServer(env_name, front, work["root"], tmp_path)
     browser = None
     shot = SHOTS / f"{env_name}-{front}.png"
+    shot.with_name(shot.stem + "-failed.png").unlink(missing_ok=True)
     try:
         browser = Browser(chrome, tmp_path)
         start = time.monotonic()
