@@ -382,11 +382,17 @@ def test_viewer_in_the_browser(env_name, front, chrome, work, tmp_path):
         assert "404" not in title, f"{server.url} is not a notebook page: {title!r}"
         browser.wait("the kernel and the widget manager", lambda: browser.js(KERNEL_READY[kind]), 180)
         browser.js(RUN_ALL[kind])
+
+        def pictures():
+            # A cell that failed (the Colab AttributeError was one) ends the wait at once.
+            if "Traceback (most recent call last)" in browser.js("return document.body.innerText;"):
+                raise AssertionError("a cell failed")
+            return browser.js_async(READ_IMAGE, 1)
+
         try:
-            browser.wait("both viewers' pictures",
-                         lambda: browser.js_async(READ_IMAGE, 1), WIDGET_TIMEOUT)
-        except AssertionError:
-            raise AssertionError(f"no viewer picture; the page says:\n{_page_text(browser)}\n"
+            browser.wait("both viewers' pictures", pictures, WIDGET_TIMEOUT)
+        except AssertionError as e:
+            raise AssertionError(f"no viewer picture ({e}); the page says:\n{_page_text(browser)}\n"
                                  f"server log:\n{server.tail()}") from None
         rendered_s = time.monotonic() - start
         text = _page_text(browser)
