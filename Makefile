@@ -28,3 +28,13 @@ runtime-check: $(STAMP)
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
+
+# --- browser test (tests/interface/test_viewer_browser.py, issue #13) ---------------------
+# Headless Chromium + chromedriver from Debian, and one Jupyter front-end environment per
+# ipywidgets major (scripts/browser_envs.py; kept in ~/.cache/celebseg, rebuilt only when
+# its pins change). Without them the browser test skips and says why.
+.PHONY: browser-setup
+browser-setup: $(STAMP)
+	@command -v chromium >/dev/null && command -v chromedriver >/dev/null || \
+	  { apt-get update -qq && apt-get install -y -qq chromium chromium-driver; }
+	$(BIN)/python scripts/browser_envs.py

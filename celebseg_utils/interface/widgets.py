@@ -236,8 +236,20 @@ class MaskViewer:
 
         display(self.widget)
 
+    def _ipython_display_(self) -> None:
+        # IPython asks for _ipython_display_ before _repr_mimebundle_. Handing the widget to
+        # display() lets the installed ipywidgets show it its own way: 8 through the widget's
+        # _repr_mimebundle_, 7 (Colab ships 7.7.1) through the widget's _ipython_display_ --
+        # a 7.x widget has no _repr_mimebundle_, so delegating to it failed there.
+        self.display()
+
     def _repr_mimebundle_(self, **kwargs):
-        return self.widget._repr_mimebundle_(**kwargs)
+        """The widget's view as a MIME bundle (ipywidgets 8); None on 7, which has none.
+
+        IPython itself goes through :meth:`_ipython_display_`; this serves other callers.
+        """
+        own = getattr(self.widget, "_repr_mimebundle_", None)
+        return own(**kwargs) if own is not None else None
 
 
 def _load_model(model):

@@ -1,5 +1,6 @@
 import io
 import json
+import os
 import sys
 from pathlib import Path
 
@@ -108,8 +109,50 @@ def test_slider_and_box_move_together_and_change_the_image(prep):
     assert v.image.value != before
     v.index_box.value = 1
     assert v.slider.value == 1 and v.image_id == 7
-    bundle = v._repr_mimebundle_()
-    assert bundle["application/vnd.jupyter.widget-view+json"]["model_id"] == v.widget.model_id
+
+
+# Run in a fresh interpreter: an IPython shell is a process-wide singleton, and the notebook
+# tests of the same session must not inherit one. The interpreter is the one running pytest,
+# so the browser test's ipywidgets-7 environment runs this same check under 7.
+_DISPLAY_SCRIPT = r"""
+import json, sys
+from IPython.core.interactiveshell import InteractiveShell
+from IPython.utils.capture import capture_output
+import ipywidgets
+from celebseg_utils.interface.widgets import MaskViewer
+
+shell = InteractiveShell.instance()
+shell.user_ns["v"] = MaskViewer(sys.argv[1], split="val")
+outputs = []
+for cell in ["v", "v.display()", "from IPython.display import display; display(v)"]:
+    with capture_output() as cap:
+        shell.run_cell(cell).raise_error()  # the Colab failure was an AttributeError here
+    outputs.append([o.data for o in cap.outputs])
+bundle = shell.user_ns["v"]._repr_mimebundle_()
+print(json.dumps({"ipywidgets": ipywidgets.__version__, "model_id": shell.user_ns["v"].widget.model_id,
+                  "outputs": outputs, "bundle": bundle}))
+"""
+
+
+def test_the_viewer_displays_as_its_widget_under_this_ipywidgets(prep, tmp_path):
+    import subprocess
+
+    env = {**os.environ, "IPYTHONDIR": str(tmp_path / "ipython")}
+    done = subprocess.run([sys.executable, "-c", _DISPLAY_SCRIPT, str(prep)], capture_output=True,
+                          text=True, env=env, cwd=Path(__file__).resolve().parents[2])
+    assert done.returncode == 0, done.stderr[-3000:]
+    got = json.loads(done.stdout.strip().splitlines()[-1])
+    view = {"version_major": 2, "version_minor": 0, "model_id": got["model_id"]}
+    # The notebook's last expression, viewer.display() and display(viewer): each publishes
+    # exactly one bundle, the widget's view (what the front end renders) plus its text.
+    for published in got["outputs"]:
+        assert len(published) == 1
+        assert published[0]["application/vnd.jupyter.widget-view+json"] == view
+        assert published[0]["text/plain"].startswith("VBox(")
+    if got["ipywidgets"].startswith("7."):
+        assert got["bundle"] is None  # a 7.x widget has no bundle of its own to hand over
+    else:
+        assert got["bundle"]["application/vnd.jupyter.widget-view+json"] == view
 
 
 def test_prediction_folder_side_by_side_with_iou(prep, tmp_path):
