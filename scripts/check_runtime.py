@@ -38,8 +38,11 @@ from pathlib import Path
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: What runs inside the runtime after the install check (paths relative to the checkout).
-RUNTIME_TESTS = ["tests/test_notebooks.py", "tests/models", "tests/interface/test_widgets.py",
-                 "tests/test_tf_startup.py"]
+#: tests/models/test_metrics_distributed.py stays in the main suite: it checks tf.distribute
+#: arithmetic across processes, which no runtime's pins change, and is the slowest file there.
+RUNTIME_TESTS = ["tests/test_notebooks.py", "tests/models/test_deeplab.py",
+                 "tests/models/test_losses.py", "tests/models/test_metrics.py",
+                 "tests/interface/test_widgets.py", "tests/test_tf_startup.py"]
 #: Test tools the runtimes do not ship; installed after the freeze, under its pins.
 TEST_TOOLS = ["pytest>=8", "papermill>=2.6"]
 #: The environment variable each runtime sets, which the install cell looks for.

@@ -193,7 +193,9 @@ class MaskViewer:
         h, w = self.model.input_shape[1:3]
         h, w = h or self.size, w or self.size
         x = np.asarray(photo.resize((w, h), Image.BILINEAR), dtype=np.float32)[None]
-        logits = np.asarray(self.model.predict(x, verbose=0))[0]
+        # A direct call, not model.predict: several viewers (one per loss) would each build
+        # a predict function and set off TensorFlow's retracing warning.
+        logits = np.asarray(self.model(x, training=False))[0]
         return viz.resize_label(np.argmax(logits, axis=-1).astype(np.uint8), label_shape)
 
     def render(self) -> dict:
