@@ -39,7 +39,7 @@ from pathlib import Path
 REPO_ROOT = Path(__file__).resolve().parents[1]
 #: What runs inside the runtime after the install check (paths relative to the checkout).
 #: tests/models/test_metrics_distributed.py stays in the main suite: it checks tf.distribute
-#: arithmetic across processes, which no runtime's pins change, and is the slowest file there.
+#: arithmetic across several worker processes, which no runtime's pins change.
 RUNTIME_TESTS = ["tests/test_notebooks.py", "tests/models/test_deeplab.py",
                  "tests/models/test_losses.py", "tests/models/test_metrics.py",
                  "tests/interface/test_widgets.py", "tests/test_tf_startup.py"]
