@@ -373,7 +373,8 @@ def test_viewer_in_the_browser(env_name, front, chrome, work, tmp_path):
     server = JupyterServer(env_name, front, work["root"], tmp_path)
     browser = None
     shot = SHOTS / f"{env_name}-{front}.png"
-    shot.with_name(shot.stem + "-failed.png").unlink(missing_ok=True)
+    for stale in (shot.with_name(shot.stem + "-failed.png"), shot.with_name(shot.stem + "-failed.txt")):
+        stale.unlink(missing_ok=True)
     try:
         browser = Browser(chrome, tmp_path)
         start = time.monotonic()
@@ -458,8 +459,10 @@ def test_viewer_in_the_browser(env_name, front, chrome, work, tmp_path):
         print(f"{env_name}/{front}: viewers drawn {rendered_s:.0f} s after opening; screenshot {shot}")
     except BaseException:
         if browser is not None:
-            try:
+            try:  # what the page and the server said, for a failure seen only in CI
                 browser.screenshot(shot.with_name(shot.stem + "-failed.png"))
+                shot.with_name(shot.stem + "-failed.txt").write_text(
+                    f"{_page_text(browser)}\n--- server log ---\n{server.tail(20000)}")
             except Exception:
                 pass
         raise
