@@ -50,6 +50,9 @@ class DataConfig:
     sample_weights: Optional[str] = None
     #: Label encoding of the training batches: "int" (B,H,W,1) or "onehot" (B,H,W,19).
     encoding: str = "int"
+    #: A split that ``train`` evaluates its best model on at the end (RUN/test/results.json);
+    #: None: no test evaluation inside the run (``celebseg evaluate`` does it afterwards).
+    test_split: Optional[str] = None
 
 
 @dataclass
@@ -117,6 +120,15 @@ class TrainConfig:
     seed: int = 0
     run_dir: str = "runs/default"
     tensorboard: bool = True
+    #: Minutes the whole run may take (probe, training, validation, test evaluation): the
+    #: run measures its step time and chooses epochs and steps per epoch to fit (at most
+    #: the configured ones). None: train as configured.
+    time_budget_minutes: Optional[float] = None
+    #: Backups of weights, optimizer state and position within the epoch, besides the one
+    #: at every epoch end: every so many minutes of training and/or every so many steps
+    #: (None turns one off). A killed run resumes there, repeating at most that much.
+    backup_every_minutes: Optional[float] = 5.0
+    backup_every_steps: Optional[int] = None
 
 
 # --------------------------------------------------------------------------- dict <-> config
@@ -238,6 +250,10 @@ def validate_config(config: TrainConfig, source: str = "config") -> None:
         positive(key, getattr(config, key))
     positive("steps_per_epoch", config.steps_per_epoch, allow_none=True)
     positive("validation_steps", config.validation_steps, allow_none=True)
+    positive("time_budget_minutes", config.time_budget_minutes, allow_none=True)
+    positive("backup_every_minutes", config.backup_every_minutes, allow_none=True)
+    positive("backup_every_steps", config.backup_every_steps, allow_none=True)
+    choice("data.test_split", config.data.test_split, (None, "train", "val", "test"))
     positive("optimizer.learning_rate", config.optimizer.learning_rate)
     if config.optimizer.warmup_epochs < 0 or config.optimizer.weight_decay < 0:
         raise CelebsegError(f"optimizer.warmup_epochs and optimizer.weight_decay in {source} "
@@ -425,7 +441,12 @@ def resolve_config(config_file=None, preset: str | None = None, overrides=(),
     return config
 
 
-def config_diff(a: TrainConfig, b: TrainConfig, ignore=("run_dir",)) -> list[str]:
+#: Keys that say how a run is carried out, not what it trains: a resumed run may change
+#: them (a resumed budget run keeps the plan it chose, RUN/plan.json).
+HOW_KEYS = ("run_dir", "time_budget_minutes", "backup_every_minutes", "backup_every_steps")
+
+
+def config_diff(a: TrainConfig, b: TrainConfig, ignore=HOW_KEYS) -> list[str]:
     """Dotted keys whose values differ, as ``"key: a -> b"`` lines.
 
     >>> config_diff(TrainConfig(), apply_overrides(TrainConfig(), ["batch_size=2"]))
