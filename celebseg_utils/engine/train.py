@@ -321,6 +321,31 @@ def _read_plan(run: Path):
         return None
 
 
+def _test_scores(model_file: Path, prepared: str, split: str, batch_size: int = 8) -> dict:
+    """``celebseg evaluate``'s scores (its results.json keys) of a saved model on ``split``.
+
+    ``engine.evaluate`` imports this module (to load models), so the run's own test
+    evaluation uses the same lower-level pieces rather than importing it back.
+    """
+    import numpy as np
+
+    from celebseg_utils import labels as L
+    from celebseg_utils.data.pipeline import make_dataset
+    from celebseg_utils.models.metrics import confusion_matrix_np, scores_from_confusion
+
+    model = load_trained_model(model_file)
+    size = int(tuple(model.input_shape)[1])  # train builds fixed-size models
+    cm = np.zeros((L.NUM_CLASSES, L.NUM_CLASSES), np.int64)
+    count = 0
+    for images, truth in make_dataset(prepared, split, image_size=size, batch_size=batch_size):
+        cm += confusion_matrix_np(truth.numpy(), np.argmax(model.predict_on_batch(images), -1))
+        count += int(images.shape[0])
+    results = {**scores_from_confusion(cm, class_names=L.CLASS_NAMES), "split": split,
+               "num_images": count, "image_size": size, "model": str(model_file),
+               "confusion_matrix": cm.tolist()}
+    return json.loads(json.dumps(results, default=lambda v: v.item()))  # numpy -> JSON
+
+
 # --------------------------------------------------------------------------- train
 
 def train(config: TrainConfig, progress: bool = True, test_images: int | None = None,
@@ -465,10 +490,8 @@ def train(config: TrainConfig, progress: bool = True, test_images: int | None = 
     best, best_epoch = cb.best_of(rows, MONITOR)
     test = None
     if config.data.test_split:
-        from celebseg_utils.engine.evaluate import evaluate_model
-
-        scores = evaluate_model(str(run / "best.keras"), prepared, split=config.data.test_split,
-                                out=run / config.data.test_split, progress=progress)
+        scores = _test_scores(run / "best.keras", prepared, config.data.test_split)
+        atomic_write_json(run / config.data.test_split / "results.json", scores)
         test = {k: scores.get(k) for k in ("miou", "mean_f1", "pixel_accuracy")}
     summary = {"run_dir": str(run), "history": history, "best_metric": best,
                "best_epoch": best_epoch, "epochs_completed": len(rows),
