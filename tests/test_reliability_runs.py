@@ -373,16 +373,20 @@ def test_sigkill_mid_epoch_repeats_at_most_one_backup_interval(tmp_path, tiny_pr
     env = {**ENV, "CELEBSEG_STEP_LOG": str(step_log)}
 
     def start(name):
-        out = (tmp_path / f"{name}.out").open("w")
-        return subprocess.Popen([sys.executable, "-c", _STEP_LOGGING_TRAIN, *map(str, argv)],
-                                cwd=REPO_ROOT, env=env, stdout=out, stderr=subprocess.STDOUT,
+        out, err = (tmp_path / f"{name}.out").open("w"), (tmp_path / f"{name}.err").open("w")
+        proc = subprocess.Popen([sys.executable, "-c", _STEP_LOGGING_TRAIN, *map(str, argv)],
+                                cwd=REPO_ROOT, env=env, stdout=out, stderr=err,
                                 start_new_session=True)
+        proc.logs = (Path(out.name), Path(err.name))  # what _finish reports
+        out.close()
+        err.close()
+        return proc
 
     def logged():
         return [int(x) for x in step_log.read_text().split()] if step_log.exists() else []
 
     proc = start("first")
-    _wait_until(proc, lambda: len(logged()) >= 5, "step 5 of epoch 1")
+    _wait_until(proc, lambda: len(logged()) >= 5, "step 5 of epoch 1", timeout=600)
     os.killpg(proc.pid, signal.SIGKILL)
     proc.wait()
     first = logged()
@@ -391,9 +395,9 @@ def test_sigkill_mid_epoch_repeats_at_most_one_backup_interval(tmp_path, tiny_pr
     assert (epoch, step) in ((0, 4), (0, 6)), "the kill should land mid-epoch"
     assert first == list(range(1, len(first) + 1))
 
-    second = start("second")
-    assert second.wait(timeout=300) == 0, (tmp_path / "second.out").read_text()
-    out = (tmp_path / "second.out").read_text()
+    second = _finish(start("second"), timeout=600)
+    assert second.code == 0, str(second)
+    out = second.out
     assert f"resuming at epoch 1/{epochs} step {step + 1}/{steps}" in out, out
     resumed = logged()[len(first):]
     # the second process went on from the backed-up step, to the end, once each

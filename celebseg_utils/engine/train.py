@@ -273,6 +273,9 @@ def probe_train_step(model, dataset, max_steps: int = 40, skip: int = 2, min_ste
 
     >>> step_s, compile_s = probe_train_step(model, train_ds)  # doctest: +SKIP
     """
+    if not model.optimizer.built:  # its slots must exist now, to be put back afterwards
+        with model.distribute_strategy.scope():
+            model.optimizer.build(model.trainable_variables)
     optimizers = [model.optimizer, getattr(model.optimizer, "inner_optimizer", None)]
     variables, seen = [], set()
     for v in [*model.variables, *(w for o in optimizers if o is not None for w in o.variables)]:
