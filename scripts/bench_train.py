@@ -12,8 +12,8 @@ random tensors already in memory, so the figure is the model's, not the input pi
   n/a on CPU, which reports none;
 - ``XLA``: whether the training step really was XLA-compiled: Keras turns a requested
   ``jit_compile`` off silently when a layer does not support it, and with a
-  ``tf.distribute`` strategy under "auto"; the compiled function's graph is searched for
-  the ``_XlaMustCompile`` attribute. An XLA compile error (e.g. the resize gradients of
+  ``tf.distribute`` strategy under "auto"; Keras's training function is searched for a
+  traced ``tf.function`` compiled with ``jit_compile=True`` (:func:`xla_compiled`). An XLA compile error (e.g. the resize gradients of
   keras-team/keras#18460) is caught and shown as ``failed`` in that row;
 - ``GFLOPs``: one forward pass per image, counted as ``bench_models.py`` counts
   (convolutions and matmuls, multiply-add = 2); a training step is taken as 3x that;
@@ -39,6 +39,7 @@ import platform
 import statistics
 import sys
 import time
+import types
 
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 sys.path.insert(0, os.path.dirname(os.path.dirname(os.path.abspath(__file__))))
@@ -50,17 +51,29 @@ GPU_GRID = dict(libraries=["keras_cv", "keras_hub"], backbones=["resnet50_v2"], 
 
 
 def xla_compiled(function) -> bool:
-    """True when a traced ``tf.function`` (or a function it calls) is XLA-compiled."""
-    try:
-        concretes = function._list_all_concrete_functions()
-    except AttributeError:
-        return False
-    for concrete in concretes:
-        graph = concrete.graph.as_graph_def()
-        nodes = list(graph.node) + [n for f in graph.library.function for n in f.node_def]
-        attrs = [f.attr for f in graph.library.function] + [n.attr for n in nodes]
-        if any("_XlaMustCompile" in a and a["_XlaMustCompile"].b for a in attrs):
-            return True
+    """True when Keras's training function holds a traced ``tf.function`` compiled with XLA.
+
+    Keras wraps its step in plain Python closures around ``tf.function`` objects (the
+    XLA-compiled step is one of them when ``jit_compile`` held); they are found by walking
+    the closures, and count when they were traced with ``jit_compile=True``.
+    """
+    seen, todo = set(), [function]
+    while todo:
+        fn = todo.pop()
+        if id(fn) in seen:
+            continue
+        seen.add(id(fn))
+        if hasattr(fn, "experimental_get_tracing_count"):  # a tf.function
+            if getattr(fn, "_jit_compile", None) and fn.experimental_get_tracing_count() > 0:
+                return True
+            fn = getattr(fn, "_python_function", None)
+        if not isinstance(fn, types.FunctionType):
+            continue
+        for cell in fn.__closure__ or ():
+            try:
+                todo.append(cell.cell_contents)
+            except ValueError:  # an empty cell
+                continue
     return False
 
 
