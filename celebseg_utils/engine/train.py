@@ -436,8 +436,8 @@ def train(config: TrainConfig, progress: bool = True, test_images: int | None = 
             costs = dataclasses.replace(costs, step_s=step_s)
             budget_s = 60.0 * config.time_budget_minutes
             # a new plan compiles the training step again (its schedule changes)
-            plan = bud.plan_run(budget_s, time.time() - started + compile_s, costs,
-                                epochs_max=epochs, steps_max=steps)
+            spent_s = time.time() - started + compile_s
+            plan = bud.plan_run(budget_s, spent_s, costs, epochs_max=epochs, steps_max=steps)
             if not plan.full:
                 epochs, steps = plan.epochs, plan.steps_per_epoch
                 warmup = int(round(config.optimizer.warmup_epochs * steps))
@@ -447,7 +447,8 @@ def train(config: TrainConfig, progress: bool = True, test_images: int | None = 
             atomic_write_json(run / "plan.json", {
                 "epochs": epochs, "steps_per_epoch": steps, "expected_s": round(plan.expected_s, 1),
                 "time_budget_minutes": config.time_budget_minutes,
-                "costs": dataclasses.asdict(costs), "full": plan.full})
+                "spent_s": round(spent_s, 3), "costs": dataclasses.asdict(costs),
+                "full": plan.full})
         if start or start_step:
             where = f" step {start_step + 1}/{steps}" if start_step else ""
             print(f"resuming at epoch {start + 1}/{epochs}{where} from {run / 'backup'}")

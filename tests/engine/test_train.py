@@ -350,8 +350,13 @@ def test_a_time_budget_plans_the_run_and_the_schedule_spans_the_plan(tmp_path, t
     result = T.train(cfg, progress=False)
     plan = json.loads((run / "plan.json").read_text())
     epochs, steps = plan["epochs"], plan["steps_per_epoch"]
-    # 10 min x 0.96 less start-up (< 2 min here) at 20 s a step: 4 epochs of 4-7 steps
-    assert epochs == 4 and 4 <= steps <= 7 and not plan["full"]
+    # 10 min x 0.96 less the start-up and the test pass, at 20 s a step; validation
+    # (1 step of 0.1 s) is far below its share, so all 4 epochs
+    costs = plan["costs"]
+    assert costs["step_s"] == 20.0 and costs["epoch_overhead_s"] == 0.0
+    available = 0.96 * 600 - plan["spent_s"] - costs["end_s"]
+    assert epochs == 4 and steps == int((available - 4 * 0.1) // (4 * 20.0)) and not plan["full"]
+    assert 1 <= steps < 12
     assert (result["epochs"], result["steps_per_epoch"], result["epochs_completed"]) == (
         epochs, steps, epochs)
     assert result["plan"]["expected_s"] <= 0.96 * 600
