@@ -84,7 +84,7 @@ def main(argv=None) -> int:
     parser.add_argument("--image-size", type=int, default=96)
     parser.add_argument("--batch-size", type=int, default=4)
     parser.add_argument("--eta-epochs", type=int, default=2)
-    parser.add_argument("--eta-steps", type=int, default=30)
+    parser.add_argument("--eta-steps", type=int, default=40)
     parser.add_argument("--budget-minutes", type=float, default=3.0)
     parser.add_argument("--tolerance", type=float, default=0.15)
     parser.add_argument("--work", default=None, help="folder for runs and logs (default: temp)")
