@@ -19,9 +19,13 @@ import copy
 import importlib
 import os
 import sys
+import time
 from typing import Sequence
 
 from celebseg_utils.errors import CelebsegError
+
+#: When this process started (near enough): a time budget counts from here.
+STARTED = time.time()
 
 #: command -> (module, help). The module defines ``add_<cmd>_arguments(parser)`` and
 #: ``run_<cmd>(args) -> int``.
@@ -106,6 +110,7 @@ def main(argv: Sequence[str] | None = None) -> int:
     if args.command is None:
         parser.print_help()
         return 2
+    args.started = STARTED
     try:
         return int(getattr(_load(args.command), f"run_{args.command}")(args) or 0)
     except CelebsegError as exc:

@@ -343,6 +343,80 @@ def test_sigkill_during_train_at_a_random_step(tmp_path, tiny_prepared):
     _assert_complete(run, resumed_from=backed_up)
 
 
+# `celebseg train` with a callback that logs the optimizer's step count after every step
+# (flushed and synced: a SIGKILL loses no line of a step that ran).
+_STEP_LOGGING_TRAIN = """
+import os, sys, keras
+from celebseg_utils.engine import train as T
+log = open(os.environ["CELEBSEG_STEP_LOG"], "a")
+class StepLog(keras.callbacks.Callback):
+    def on_train_batch_end(self, batch, logs=None):
+        log.write(f"{int(self.model.optimizer.iterations)}\\n"); log.flush(); os.fsync(log.fileno())
+make = T._callbacks
+T._callbacks = lambda *a, **k: make(*a, **k) + [StepLog()]
+from celebseg_utils.cli import main
+sys.exit(main(sys.argv[1:]))
+"""
+
+
+@pytest.mark.slow
+@pytest.mark.reliability(
+    "runs", "SIGKILL to `celebseg train` mid-epoch, with a backup every 2 steps "
+    "(`backup_every_steps=2`)",
+    "the re-run resumes at the backed-up step of that epoch and repeats at most 2 steps "
+    "(the optimizer's step count logged after every step); optimizer steps = total")
+def test_sigkill_mid_epoch_repeats_at_most_one_backup_interval(tmp_path, tiny_prepared):
+    epochs, steps, every = 2, 8, 2
+    run, step_log = tmp_path / "run", tmp_path / "steps.log"
+    argv = _train_argv(tiny_prepared, run, epochs=epochs, steps_per_epoch=steps,
+                       backup_every_steps=every, backup_every_minutes="none")
+    env = {**ENV, "CELEBSEG_STEP_LOG": str(step_log)}
+
+    def start(name):
+        out, err = (tmp_path / f"{name}.out").open("w"), (tmp_path / f"{name}.err").open("w")
+        proc = subprocess.Popen([sys.executable, "-c", _STEP_LOGGING_TRAIN, *map(str, argv)],
+                                cwd=REPO_ROOT, env=env, stdout=out, stderr=err,
+                                start_new_session=True)
+        proc.logs = (Path(out.name), Path(err.name))  # what _finish reports
+        out.close()
+        err.close()
+        return proc
+
+    def logged():
+        return [int(x) for x in step_log.read_text().split()] if step_log.exists() else []
+
+    proc = start("first")
+    _wait_until(proc, lambda: len(logged()) >= 5, "step 5 of epoch 1", timeout=600)
+    os.killpg(proc.pid, signal.SIGKILL)
+    proc.wait()
+    first = logged()
+    epoch, step = cb.backup_state(run / "backup")
+    print(f"killed after {len(first)} steps; the backup holds epoch {epoch}, step {step}")
+    assert (epoch, step) in ((0, 4), (0, 6)), "the kill should land mid-epoch"
+    assert first == list(range(1, len(first) + 1))
+
+    second = _finish(start("second"), timeout=600)
+    assert second.code == 0, str(second)
+    out = second.out
+    assert f"resuming at epoch 1/{epochs} step {step + 1}/{steps}" in out, out
+    resumed = logged()[len(first):]
+    # the second process went on from the backed-up step, to the end, once each
+    assert resumed == list(range(step + 1, epochs * steps + 1))
+    repeated = sorted(set(first) & set(resumed))
+    assert len(repeated) == len(first) - step <= every, repeated
+    _assert_complete_run(run, epochs, steps)
+
+
+def _assert_complete_run(run: Path, epochs: int, steps: int):
+    from celebseg_utils.engine.train import load_trained_model
+
+    assert [r["epoch"] for r in cb.read_history_csv(run / "history.csv")] == list(range(epochs))
+    summary = json.loads((run / "summary.json").read_text())
+    assert summary["epochs_completed"] == epochs and not (run / "backup").exists()
+    final = load_trained_model(run / "final.keras", compile=True)
+    assert int(final.optimizer.iterations) == epochs * steps
+
+
 @pytest.mark.slow
 @pytest.mark.reliability(
     "runs", "SIGKILL to `celebseg train` while it writes a checkpoint (`best.keras` or backup)",

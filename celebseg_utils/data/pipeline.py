@@ -160,7 +160,8 @@ def _file_source(prepared: str, info: dict, ids: list[int]):
 
 def make_dataset(prepared_dir, split: str, image_size: int = 512, batch_size: int = 8,
                  encoding: str = "int", sample_weights: str | None = None, augment: bool = False,
-                 shuffle: bool = False, seed: int | None = None, repeat: bool = False) -> tf.data.Dataset:
+                 shuffle: bool = False, seed: int | None = None, repeat: bool = False,
+                 skip_batches: int = 0) -> tf.data.Dataset:
     """Batches ``(images, labels)`` or ``(images, labels, weights)`` of one split.
 
     images float32 (B,S,S,3) in 0..255; labels int32 (B,S,S,1) (``encoding="int"``) or
@@ -169,6 +170,11 @@ def make_dataset(prepared_dir, split: str, image_size: int = 512, batch_size: in
     ``stats.json`` (computed when missing) looked up per pixel. ``batch_size`` is the global
     batch under ``tf.distribute``. Photos and labels come from TFRecord shards when
     ``PREP/tfrecords`` has them for ``split``.
+
+    ``skip_batches=k`` starts at the stream's batch k: the same batches (same images, same
+    augmentation) that the dataset without it gives from its k-th on, without decoding the
+    skipped ones (they are skipped as file names, or as undecoded records). A training run
+    resumed mid-epoch continues its data stream this way.
 
     >>> import tempfile
     >>> from celebseg_utils.data.prepare import prepare_dataset
@@ -202,8 +208,13 @@ def make_dataset(prepared_dir, split: str, image_size: int = 512, batch_size: in
         if repeat:
             ds = ds.repeat()
         read = lambda paths: (tf.io.read_file(paths[0]), tf.io.read_file(paths[1]))  # noqa: E731
+    # Skipped before the map, so nothing skipped is decoded; the enumeration starts where
+    # the skip ends, so every element keeps the index its augmentation is keyed by.
+    start = int(skip_batches) * int(batch_size)
+    if start:
+        ds = ds.skip(start)
     # One map reads, decodes and augments: fewer function calls per element.
-    ds = ds.enumerate().map(
+    ds = ds.enumerate(start=start).map(
         lambda i, el: process_example(*read(el), i, size=image_size, augment=augment, seed=seed),
         num_parallel_calls=element_parallelism(), deterministic=True)
     ds = ds.batch(batch_size, drop_remainder=repeat, num_parallel_calls=tf.data.AUTOTUNE,

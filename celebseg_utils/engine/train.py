@@ -8,9 +8,22 @@ Everything is built under the chosen tf.distribute strategy's scope; the run dir
     RUN/best.keras    best validation mIoU      RUN/final.keras   the last epoch's model
     RUN/summary.json  written last: the run is complete
     RUN/backup/       resume state (removed once the run is complete)   RUN/logs/ TensorBoard
+    RUN/plan.json     with ``time_budget_minutes``: the epochs and steps chosen, the costs
+    RUN/test/results.json   with ``data.test_split``: the best model on that split
 
-Running the same command again after a kill resumes from the last completed epoch; after
-completion it returns the finished run's summary without training.
+Before training, a short timed probe evaluates a few validation batches (which compiles
+the test function validation reuses) and times a save; with ``time_budget_minutes`` it also
+times a few training steps (weights and optimizer state put back afterwards) and plans the
+run with :func:`~celebseg_utils.engine.budget.plan_run`, the learning-rate schedule then
+spanning the planned steps. An :class:`~celebseg_utils.engine.callbacks.EtaReporter` prints
+the expected end once the step rate is measured, then at every epoch's end.
+
+Running the same command again after a kill resumes from the last backup: every epoch end,
+and every ``backup_every_minutes`` (default 5) and/or ``backup_every_steps`` within an epoch.
+A mid-epoch resume finishes that epoch from the step it reached, its data stream continued
+at the same batch (``make_dataset(skip_batches=...)``, the same images and augmentation);
+that epoch's training metrics in the history average the steps after the resume only.
+After completion it returns the finished run's summary without training.
 
 >>> from celebseg_utils.engine.config import resolve_config
 >>> cfg = resolve_config(preset="cpu-demo", overrides=["data.prepared=/tmp/prep", "epochs=1"],
@@ -152,7 +165,7 @@ def _completed_or_check(config: TrainConfig, run: Path):
     """The summary of a finished run in ``run``; None to train. A run dir holding progress
     of a different config is an error (resuming it would mix two experiments)."""
     saved = run / "config.yaml"
-    started = (run / "summary.json").exists() or cb.backup_epoch(run / "backup") > 0
+    started = (run / "summary.json").exists() or cb.backup_state(run / "backup") != (0, 0)
     if not (saved.exists() and started):
         return None
     diff = cfgmod.config_diff(cfgmod.load_config(saved), config)
@@ -164,16 +177,23 @@ def _completed_or_check(config: TrainConfig, run: Path):
     return None
 
 
-def _datasets(config: TrainConfig, prepared: str, val_steps):
+def _train_dataset(config: TrainConfig, prepared: str, skip_batches: int = 0):
+    """The training stream (seeded, endless), from its batch ``skip_batches`` on."""
     from celebseg_utils.data.pipeline import make_dataset
 
-    common = dict(image_size=config.image_size, batch_size=config.batch_size)
-    train_ds = make_dataset(prepared, config.data.train_split, augment=config.data.augment,
-                            shuffle=True, seed=config.seed, repeat=True, encoding=config.data.encoding,
-                            sample_weights=config.data.sample_weights, **common)
-    val_ds = make_dataset(prepared, config.data.val_split, augment=False, shuffle=False,
-                          repeat=val_steps is not None, encoding=config.data.encoding, **common)
-    return train_ds, val_ds
+    return make_dataset(prepared, config.data.train_split, image_size=config.image_size,
+                        batch_size=config.batch_size, augment=config.data.augment,
+                        shuffle=True, seed=config.seed, repeat=True,
+                        encoding=config.data.encoding, sample_weights=config.data.sample_weights,
+                        skip_batches=skip_batches)
+
+
+def _val_dataset(config: TrainConfig, prepared: str, val_steps):
+    from celebseg_utils.data.pipeline import make_dataset
+
+    return make_dataset(prepared, config.data.val_split, image_size=config.image_size,
+                        batch_size=config.batch_size, augment=False, shuffle=False,
+                        repeat=val_steps is not None, encoding=config.data.encoding)
 
 
 def _compile_model(config: TrainConfig, class_weights, total_steps: int, warmup_steps: int):
@@ -200,17 +220,20 @@ def _compile_model(config: TrainConfig, class_weights, total_steps: int, warmup_
     metrics = [MeanIoU(num_classes=NUM_CLASSES, name="miou"), accuracy(name="pixel_accuracy")]
     model.compile(optimizer=optimizer, loss=loss, metrics=metrics,
                   jit_compile=config.jit_compile)
-    return model
+    return model, schedule
 
 
-def _callbacks(config: TrainConfig, run: Path, progress: bool) -> list:
+def _callbacks(config: TrainConfig, run: Path, progress: bool, eta) -> list:
     backup = run / "backup"
-    # Order matters: history and best model are written before the backup at each epoch end.
+    # Order matters: history and best model are written before the backup at each epoch
+    # end, and a NaN stops a step before its backup.
     items = [cb.NaNGuard(),
              cb.ResumableCSVLogger(run / "history.csv", backup, json_path=run / "history.json"),
              cb.BestCheckpoint(run / "best.keras", run / "history.csv", backup, MONITOR,
                                verbose=int(progress)),
-             cb.AtomicBackupAndRestore(backup)]
+             cb.AtomicBackupAndRestore(backup, every_steps=config.backup_every_steps,
+                                       every_minutes=config.backup_every_minutes),
+             eta]
     if config.tensorboard and tensorboard_available():
         items.append(keras.callbacks.TensorBoard(log_dir=str(run / "logs"), write_graph=False))
     elif config.tensorboard:
@@ -226,18 +249,130 @@ def tensorboard_available() -> bool:
     return importlib.util.find_spec("tensorboard") is not None
 
 
+# --------------------------------------------------------------------------- probes
+
+class _StepTimer(keras.callbacks.Callback):
+    """Clock readings at each batch end; stops ``fit`` once ``min_steps`` steps after the
+    first ``skip`` (compilation) took ``min_s`` seconds."""
+
+    def __init__(self, skip=2, min_steps=8, min_s=4.0):
+        super().__init__()
+        self.skip, self.min_steps, self.min_s = skip, min_steps, min_s
+        self.times = []
+
+    def on_train_batch_end(self, batch, logs=None):
+        self.times.append(time.perf_counter())
+        timed = len(self.times) - self.skip
+        if timed >= self.min_steps and self.times[-1] - self.times[self.skip - 1] >= self.min_s:
+            self.model.stop_training = True
+
+
+def probe_train_step(model, dataset, max_steps: int = 40, skip: int = 2, min_steps: int = 8,
+                     min_s: float = 4.0) -> tuple[float, float]:
+    """(seconds per training step after compilation, seconds the compilation took), from a
+    short ``fit`` on ``dataset``; the model's weights and optimizer state are put back
+    afterwards, so the probe leaves no trace in the run.
+
+    >>> step_s, compile_s = probe_train_step(model, train_ds)  # doctest: +SKIP
+    """
+    if not model.optimizer.built:  # its slots must exist now, to be put back afterwards
+        with model.distribute_strategy.scope():
+            model.optimizer.build(model.trainable_variables)
+    optimizers = [model.optimizer, getattr(model.optimizer, "inner_optimizer", None)]
+    variables, seen = [], set()
+    for v in [*model.variables, *(w for o in optimizers if o is not None for w in o.variables)]:
+        if id(v) not in seen:
+            seen.add(id(v))
+            variables.append(v)
+    saved = [v.numpy() for v in variables]
+    timer = _StepTimer(skip=skip, min_steps=min_steps, min_s=min_s)
+    began = time.perf_counter()
+    try:
+        model.fit(dataset, epochs=1, steps_per_epoch=max_steps, verbose=0, callbacks=[timer])
+    finally:
+        for v, value in zip(variables, saved):
+            v.assign(value)
+    t = timer.times
+    if len(t) <= skip:
+        raise CelebsegError("the timing probe ran fewer steps than it needs; raise steps_per_epoch")
+    step_s = (t[-1] - t[skip - 1]) / (len(t) - skip)
+    return step_s, max(0.0, t[0] - began - step_s)
+
+
+def probe_eval_step(model, dataset, steps: int) -> tuple[float, float]:
+    """(seconds per evaluation step, seconds of compilation) from two ``evaluate`` calls;
+    the compiled test function is the one validation then uses."""
+    began = time.perf_counter()
+    model.evaluate(dataset, steps=1, verbose=0)
+    first = time.perf_counter() - began
+    steps = max(1, int(steps))
+    began = time.perf_counter()
+    model.evaluate(dataset, steps=steps, verbose=0)
+    step_s = (time.perf_counter() - began) / steps
+    return step_s, max(0.0, first - step_s)
+
+
+def _save_seconds(model) -> float:
+    began = time.perf_counter()
+    cb.weights_h5_bytes(model)
+    return time.perf_counter() - began
+
+
+def _read_plan(run: Path):
+    try:
+        plan = json.loads((run / "plan.json").read_text())
+        return int(plan["epochs"]), int(plan["steps_per_epoch"])
+    except (OSError, ValueError, KeyError, TypeError):
+        return None
+
+
+def _test_scores(model_file: Path, prepared: str, split: str, batch_size: int = 8) -> dict:
+    """``celebseg evaluate``'s scores (its results.json keys) of a saved model on ``split``.
+
+    ``engine.evaluate`` imports this module (to load models), so the run's own test
+    evaluation uses the same lower-level pieces rather than importing it back.
+    """
+    import numpy as np
+
+    from celebseg_utils import labels as L
+    from celebseg_utils.data.pipeline import make_dataset
+    from celebseg_utils.models.metrics import confusion_matrix_np, scores_from_confusion
+
+    model = load_trained_model(model_file)
+    size = int(tuple(model.input_shape)[1])  # train builds fixed-size models
+    cm = np.zeros((L.NUM_CLASSES, L.NUM_CLASSES), np.int64)
+    count = 0
+    for images, truth in make_dataset(prepared, split, image_size=size, batch_size=batch_size):
+        cm += confusion_matrix_np(truth.numpy(), np.argmax(model.predict_on_batch(images), -1))
+        count += int(images.shape[0])
+    results = {**scores_from_confusion(cm, class_names=L.CLASS_NAMES), "split": split,
+               "num_images": count, "image_size": size, "model": str(model_file),
+               "confusion_matrix": cm.tolist()}
+    return json.loads(json.dumps(results, default=lambda v: v.item()))  # numpy -> JSON
+
+
 # --------------------------------------------------------------------------- train
 
-def train(config: TrainConfig, progress: bool = True) -> dict:
+def train(config: TrainConfig, progress: bool = True, test_images: int | None = None,
+          started: float | None = None) -> dict:
     """Train (or resume, or return the finished run of) ``config``; returns the summary.
 
     Keys: run_dir, history ({metric: [per epoch]}), best_metric (max val_miou), best_epoch
-    (0-based, as in history.csv), epochs_completed, resumed_from_epoch, final_model,
-    best_model, strategy, replicas, dtype_policy, jit_compile, steps_per_epoch,
-    validation_steps, train_images, val_images, seconds; and ``model`` (the keras.Model).
+    (0-based, as in history.csv), epochs_completed, resumed_from_epoch, resumed_from_step,
+    final_model, best_model, strategy, replicas, dtype_policy, jit_compile, epochs,
+    steps_per_epoch, validation_steps, train_images, val_images, seconds, eta_first_s, plan
+    (the time-budget plan or None), test (scores on ``data.test_split`` or None); and
+    ``model`` (the keras.Model).
+
+    ``test_images``: images the caller evaluates after training (the study's test pass),
+    counted in the ETA and the time budget; ``data.test_split`` counts its own.
+    ``started``: the ``time.time()`` the budget counts from (default: now; the CLI passes
+    its start).
     """
+    from celebseg_utils.engine import budget as bud
     from celebseg_utils.engine import strategy as st
 
+    started = time.time() if started is None else float(started)
     cfgmod.validate_config(config)
     config = _check_paths(config)
     # Multi-worker strategies must exist before any other TensorFlow op runs.
@@ -255,41 +390,93 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
 
     keras.utils.set_random_seed(config.seed)
     policy = st.resolve_precision(config.mixed_precision, strategy)
-    n_train = _split_size(config.data.prepared, config.data.train_split)
-    n_val = _split_size(config.data.prepared, config.data.val_split)
+    prepared = config.data.prepared
+    n_train = _split_size(prepared, config.data.train_split)
+    n_val = _split_size(prepared, config.data.val_split)
     if n_train == 0 or n_val == 0:
-        raise CelebsegError(f"{config.data.prepared}: the {config.data.train_split} and "
+        raise CelebsegError(f"{prepared}: the {config.data.train_split} and "
                             f"{config.data.val_split} splits need images (have {n_train}, "
                             f"{n_val}); prepare more images or change data.*_split")
-    steps = config.steps_per_epoch or max(1, n_train // config.batch_size)
+    n_test = (_split_size(prepared, config.data.test_split) if config.data.test_split
+              else int(test_images or 0))
+    batch = config.batch_size
+    steps = config.steps_per_epoch or max(1, n_train // batch)
+    epochs = config.epochs
+    planned = _read_plan(run)
+    if planned is not None:  # a resumed budget run keeps the plan it chose
+        epochs, steps = planned
     val_steps = config.validation_steps
     if val_steps is None and st.is_tpu(strategy):  # TPUs need static batch shapes
-        val_steps = max(1, n_val // config.batch_size)
+        val_steps = max(1, n_val // batch)
+    val_steps_run = val_steps or math.ceil(n_val / batch)
     warmup = int(round(config.optimizer.warmup_epochs * steps))
-    class_weights = _class_weights(config, config.data.prepared)
-    train_ds, val_ds = _datasets(config, config.data.prepared, val_steps)
+    class_weights = _class_weights(config, prepared)
+    val_ds = _val_dataset(config, prepared, val_steps)
+    start, start_step = cb.backup_state(run / "backup")
+    plan = None
 
     previous_policy = keras.config.dtype_policy()
     keras.config.set_dtype_policy(policy)
     try:
         with strategy.scope():
-            model = _compile_model(config, class_weights, config.epochs * steps, warmup)
-        start = cb.backup_epoch(run / "backup")
+            model, schedule = _compile_model(config, class_weights, epochs * steps, warmup)
         info = {**st.describe_strategy(strategy), "dtype_policy": policy,
                 "jit_compile": bool(model.jit_compile)}
         print(f"training {config.model.backbone} at {config.image_size}px, batch "
-              f"{config.batch_size}, {steps} steps/epoch, {info['strategy']} x{info['replicas']}, "
+              f"{batch}, {steps} steps/epoch, {info['strategy']} x{info['replicas']}, "
               f"{policy}, XLA {'on' if info['jit_compile'] else 'off'} -> {run}")
-        if start:
-            print(f"resuming at epoch {start + 1}/{config.epochs} from {run / 'backup'}")
-        callbacks = _callbacks(config, run, progress)
+
+        # The probe: validation (compiles the test function validation uses) and a save.
+        val_step_s, val_compile_s = probe_eval_step(model, val_ds, min(3, val_steps_run))
+        save_s = _save_seconds(model)
+        test_s = (val_compile_s + 2 * save_s + math.ceil(n_test / batch) * val_step_s
+                  if n_test else 0.0)
+        costs = bud.Costs(step_s=0.0, val_step_s=val_step_s, val_steps=val_steps_run,
+                          epoch_overhead_s=2 * save_s, end_s=save_s + test_s)
+        if config.time_budget_minutes is not None and planned is None:
+            step_s, compile_s = probe_train_step(model, _train_dataset(config, prepared))
+            costs = dataclasses.replace(costs, step_s=step_s)
+            budget_s = 60.0 * config.time_budget_minutes
+            # a new plan compiles the training step again (its schedule changes)
+            spent_s = time.time() - started + compile_s
+            plan = bud.plan_run(budget_s, spent_s, costs, epochs_max=epochs, steps_max=steps)
+            if not plan.full:
+                epochs, steps = plan.epochs, plan.steps_per_epoch
+                warmup = int(round(config.optimizer.warmup_epochs * steps))
+                schedule.total_steps, schedule.warmup_steps = epochs * steps, warmup
+                model.make_train_function(force=True)
+            print(plan.describe(budget_s, batch, n_train))
+            atomic_write_json(run / "plan.json", {
+                "epochs": epochs, "steps_per_epoch": steps, "expected_s": round(plan.expected_s, 1),
+                "time_budget_minutes": config.time_budget_minutes,
+                "spent_s": round(spent_s, 3), "costs": dataclasses.asdict(costs),
+                "full": plan.full})
+        if start or start_step:
+            where = f" step {start_step + 1}/{steps}" if start_step else ""
+            print(f"resuming at epoch {start + 1}/{epochs}{where} from {run / 'backup'}")
+        eta = cb.EtaReporter(epochs, steps, batch, costs, start_epoch=start,
+                             start_step=start_step)
+        callbacks = _callbacks(config, run, progress, eta)
+        backup = next(c for c in callbacks if isinstance(c, cb.AtomicBackupAndRestore))
+        backup.start_step = start_step
+        # A run resumed mid-epoch first finishes that epoch, then trains the others; each
+        # part's stream starts at its batch of the seeded training stream.
+        parts = []
+        if start_step and start < epochs:
+            parts.append((start, start + 1, steps - start_step, start * steps + start_step))
+        first = start + (1 if start_step else 0)
+        if first < epochs or not parts:
+            parts.append((min(first, epochs), epochs, steps, min(first, epochs) * steps))
         began = time.time()
         try:
-            model.fit(train_ds, epochs=config.epochs, steps_per_epoch=steps,
-                      validation_data=val_ds, validation_steps=val_steps,
-                      callbacks=callbacks, verbose=1 if progress else 2,
-                      shuffle=False)  # make_dataset shuffles; Keras can't shuffle a dataset
-        except BaseException:  # a NaN, a full disk, Ctrl-C: the backup stays at the last good epoch
+            for initial, last, part_steps, skip in parts:
+                model._initial_epoch = None  # what the backup restored is `initial`
+                model.fit(_train_dataset(config, prepared, skip), initial_epoch=initial,
+                          epochs=last, steps_per_epoch=part_steps, validation_data=val_ds,
+                          validation_steps=val_steps, callbacks=callbacks,
+                          verbose=1 if progress else 2,
+                          shuffle=False)  # make_dataset shuffles; Keras can't shuffle a dataset
+        except BaseException:  # a NaN, a full disk, Ctrl-C: the backup stays at the last good step
             for c in callbacks:
                 if isinstance(c, keras.callbacks.CSVLogger):
                     # Close now: a row a full disk refused would otherwise fail again, with a
@@ -307,12 +494,20 @@ def train(config: TrainConfig, progress: bool = True) -> dict:
     history = cb.history_from_rows(rows)
     atomic_write_json(run / "history.json", history)
     best, best_epoch = cb.best_of(rows, MONITOR)
+    test = None
+    if config.data.test_split:
+        scores = _test_scores(run / "best.keras", prepared, config.data.test_split)
+        atomic_write_json(run / config.data.test_split / "results.json", scores)
+        test = {k: scores.get(k) for k in ("miou", "mean_f1", "pixel_accuracy")}
     summary = {"run_dir": str(run), "history": history, "best_metric": best,
                "best_epoch": best_epoch, "epochs_completed": len(rows),
-               "resumed_from_epoch": start, "final_model": str(run / "final.keras"),
-               "best_model": str(run / "best.keras"), **info, "steps_per_epoch": steps,
-               "validation_steps": val_steps, "train_images": n_train, "val_images": n_val,
-               "seconds": round(seconds, 1)}
+               "resumed_from_epoch": start, "resumed_from_step": start_step,
+               "final_model": str(run / "final.keras"),
+               "best_model": str(run / "best.keras"), **info, "epochs": epochs,
+               "steps_per_epoch": steps, "validation_steps": val_steps,
+               "train_images": n_train, "val_images": n_val, "seconds": round(seconds, 1),
+               "eta_first_s": None if eta.first_eta_s is None else round(eta.first_eta_s, 1),
+               "plan": None if plan is None else dataclasses.asdict(plan), "test": test}
     atomic_write_json(run / "summary.json", summary)
     shutil.rmtree(run / "backup", ignore_errors=True)  # the run is complete: free the space
     return {**summary, "model": model}

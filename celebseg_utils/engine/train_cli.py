@@ -41,7 +41,7 @@ def run_train(args) -> int:
         return 0
     from celebseg_utils.engine.train import MONITOR, train
 
-    result = train(config, progress=not args.quiet)
+    result = train(config, progress=not args.quiet, started=getattr(args, "started", None))
     best = result["best_metric"]
     print(f"done: {result['epochs_completed']} epochs, best {MONITOR} "
           f"{'n/a' if best is None else f'{best:.4f}'} (epoch {result['best_epoch']}), "

@@ -170,6 +170,17 @@ _NOTEBOOK_OF_RUN = {"sparse_ce": "04", "weighted_ce": "05", "dice": "06", "jacca
 RESULTS_FILE = "results.json"
 
 
+def split_size(prepared, split: str = "test") -> int:
+    """Images in one split of a prepared folder (0 when the split file is missing): what a
+    training run counts for the test evaluation that follows it.
+
+    >>> split_size("/nonexistent", "test")
+    0
+    """
+    path = Path(prepared) / "splits" / f"{split}.txt"
+    return len(path.read_text().split()) if path.is_file() else 0
+
+
 def ensure_runs(names: Sequence[str], prepared, root: Path | str | None = None,
                 smoke: bool = False, progress: bool = True) -> list[Path]:
     """The run folders ``names`` under the run root, each holding a test ``results.json``.

@@ -110,7 +110,7 @@ def per_image_counts(model, prepared, split: str = "test", batch_size: int = 8,
     return {"ids": np.array(ids), "tp": tp, "fp": fp, "fn": fn}, cm, kept, size
 
 
-def _run_one(prepared, out, arm, seed, preset, overrides) -> dict:
+def _run_one(prepared, out, arm, seed, preset, overrides, budget_minutes=None) -> dict:
     import keras
 
     from celebseg_utils.data import layout
@@ -118,8 +118,10 @@ def _run_one(prepared, out, arm, seed, preset, overrides) -> dict:
     from celebseg_utils.models.metrics import scores_from_confusion
     from celebseg_utils.engine.train import load_trained_model, train
 
-    config = study_config(prepared, out, arm, seed, preset, overrides)
-    summary = train(config, progress=False)
+    budget = [] if budget_minutes is None else [f"time_budget_minutes={budget_minutes:.3f}"]
+    config = study_config(prepared, out, arm, seed, preset, [*overrides, *budget])
+    n_test = len(layout.read_split(Path(prepared), "test"))
+    summary = train(config, progress=False, test_images=n_test)  # its test pass is budgeted
     summary.pop("model", None)
     keras.backend.clear_session()
     model = load_trained_model(summary["best_model"])
@@ -145,9 +147,21 @@ def _run_one(prepared, out, arm, seed, preset, overrides) -> dict:
     return results
 
 
+def share_budget(total_minutes: float, elapsed_s: float, runs_left: int) -> float:
+    """Minutes for the next run: what is left of the study's budget over the runs left.
+
+    >>> share_budget(180, elapsed_s=3600, runs_left=3)  # 2 hours left, 3 runs
+    40.0
+    """
+    return max(0.0, total_minutes - elapsed_s / 60.0) / max(1, runs_left)
+
+
 def run_loss_study(prepared, out, preset: str = "cpu-real", arms=None, seeds: int = 3, overrides=(),
-                   progress: bool = True) -> dict:
+                   progress: bool = True, time_budget_minutes: float | None = None) -> dict:
     """Train and test every arm x seed (resumable), then write the report; returns study.json.
+
+    ``time_budget_minutes``: the whole study's time; each run gets what is left over the
+    runs left (:func:`share_budget`) as its ``time_budget_minutes`` and plans to fit it.
 
     >>> run_loss_study("data/prepared", "runs/study", arms="sparse_ce,dice", seeds=2)  # doctest: +SKIP
     """
@@ -181,9 +195,17 @@ def run_loss_study(prepared, out, preset: str = "cpu-real", arms=None, seeds: in
     print(f"study: {len(arms)} arms x {seeds} seeds = {len(plan)} runs, {len(plan) - len(todo)} "
           f"finished before, {len(todo)} to run -> {out}", flush=True)
     durations = []
+    study_began = time.time()
+    if time_budget_minutes is not None and float(time_budget_minutes) <= 0:
+        raise CelebsegError(f"--time-budget-minutes must be positive (got {time_budget_minutes})")
     for i, (arm, seed) in enumerate(todo, start=1):
         began = time.time()
-        results = _run_one(prepared, out, arm, seed, preset, overrides)
+        share = (None if time_budget_minutes is None else
+                 share_budget(float(time_budget_minutes), began - study_began, len(todo) - i + 1))
+        if share is not None:
+            print(f"[{i}/{len(todo)}] {arm} seed {seed}: {share:.1f} min of the study's "
+                  f"{float(time_budget_minutes):.0f}", flush=True)
+        results = _run_one(prepared, out, arm, seed, preset, overrides, share)
         durations.append(time.time() - began)
         left = float(np.median(durations)) * (len(todo) - i)
         print(f"[{i}/{len(todo)}] {arm} seed {seed}: mean F1 {results['mean_f1']:.3f}, mIoU "
@@ -204,12 +226,16 @@ def add_study_arguments(parser) -> None:
     parser.add_argument("--seeds", type=int, default=3, metavar="N", help="seeds per arm (default 3)")
     parser.add_argument("--set", dest="overrides", action="append", default=[], metavar="KEY=VALUE",
                         help="override a config value of every run, e.g. --set epochs=1")
+    parser.add_argument("--time-budget-minutes", type=float, default=None, metavar="M",
+                        help="the whole study's time: each run gets what is left over the runs "
+                             "left, and chooses its epochs and steps to fit")
 
 
 def run_study(args) -> int:
     """Run ``celebseg study`` (see :func:`run_loss_study`)."""
     report = run_loss_study(args.prepared, args.out, preset=args.preset, arms=args.arms,
-                       seeds=args.seeds, overrides=args.overrides)
+                       seeds=args.seeds, overrides=args.overrides,
+                       time_budget_minutes=args.time_budget_minutes)
     print(f"study written to {Path(args.out) / 'study.md'} ({len(report['arms'])} arms, "
           f"{report['seeds_complete']} complete seeds)")
     return 0

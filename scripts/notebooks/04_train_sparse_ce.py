@@ -16,8 +16,10 @@ dominated by the classes with the most pixels: background, skin and hair. It tra
 quickly and reaches a high pixel accuracy; how well it does on the small and rare parts is
 the question that notebook 07 answers.
 
-Use a GPU runtime (*Runtime → Change runtime type*): a T4 works with the `colab-t4` preset,
-an A100 with `colab-a100`.
+Use a GPU runtime (*Runtime → Change runtime type*). The default preset, `colab-t4-quick`
+(256 px, 40 minutes a run), fits this notebook's run and those of 05 and 06 in one free Colab
+session on a T4; `colab-t4` is the full-quality 512 px run (up to 4 hours), `kaggle-2xt4`
+uses Kaggle's two T4s, `colab-a100` an A100.
 """)
     cells += install_cells()
     cells += parameters_cells(TRAIN_PARAMS, TRAIN_EXPLAIN)

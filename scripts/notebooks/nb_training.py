@@ -10,7 +10,12 @@ TRAIN_PARAMS = """
 SMOKE = False                      # True: synthetic faces, tiny sizes, CPU (what CI runs)
 PREPARED_DIR = "data/prepared"     # written by notebook 02 (class weights: notebook 03)
 RUN_ROOT = None                    # None: Google Drive when mounted (Colab), else ./runs
-PRESET = "colab-t4"                # "colab-t4", "colab-a100", "tpu": see config.list_presets()
+PRESET = "colab-t4-quick"          # 256 px, 40 min a run: the four loss runs of notebooks
+                                   # 04-06 fit one free Colab session. Full quality, one loss
+                                   # at 512 px: "colab-t4"; Kaggle's 2 x T4: "kaggle-2xt4"
+TIME_BUDGET_MINUTES = "preset"     # minutes this run may take (it plans its epochs and steps
+                                   # to fit, test evaluation included); "preset": the preset's
+                                   # (40 for colab-t4-quick); None: the preset's epochs in full
 # OVERRIDES: `--set`-style "KEY=VALUE" strings, e.g. ["epochs=20", "batch_size=16"]
 OVERRIDES = []
 SMOKE_ROOT = "celebseg-smoke"      # SMOKE only: the synthetic workspace
@@ -27,12 +32,18 @@ if SMOKE:
     RUN_ROOT = RUN_ROOT or f"{SMOKE_ROOT}/runs"  # never mix toy runs with real ones
     PRESET = notebook.SMOKE_PRESET  # MobileNetV3, random init; then 64 px, 1 epoch of 2 steps
     OVERRIDES = [*notebook.SMOKE_OVERRIDES, *OVERRIDES]
+    TIME_BUDGET_MINUTES = None  # a few fixed steps
 """
 
 TRAIN_EXPLAIN = """
 `RUN_ROOT = None` puts the run on Google Drive when it is mounted (Colab asks for
-permission once), so a disconnected runtime loses at most one epoch: re-run the notebook
-and training resumes from the last completed epoch in the run folder.
+permission once). The run backs itself up every 5 minutes and at every epoch's end, so a
+disconnected runtime loses minutes, not an epoch: re-run the notebook and training resumes
+where the last backup left it, mid-epoch included.
+
+Each run first times a few steps, then prints how long it will take ("12 epochs x 1511
+steps: ETA 7 h 40 min at 11.2 img/s") and again after every epoch. With a time budget it
+chooses its epochs and steps per epoch to end within it, and says what it chose.
 """
 
 
@@ -56,22 +67,24 @@ from celebseg_utils.engine import config
 from celebseg_utils.interface import notebook
 
 run_dir = notebook.mount_drive_run_dir({name!r}, root=RUN_ROOT)
+budget = [] if TIME_BUDGET_MINUTES == "preset" else [f"time_budget_minutes={{TIME_BUDGET_MINUTES}}"]
 cfg = config.resolve_config(preset=PRESET, run_dir=run_dir, overrides=[
-    f"data.prepared={{PREPARED_DIR}}", {loss_overrides}, *OVERRIDES])
+    f"data.prepared={{PREPARED_DIR}}", {loss_overrides}, *budget, *OVERRIDES])
 print(config.config_to_yaml(cfg))
 """),
             md(f"""
 ## Train{title}
 
-Keras prints one progress bar per epoch. The model with the best validation mIoU is kept
-as `best.keras`; `history.json` grows by one entry per epoch. Re-running this cell resumes
-an interrupted run, and returns at once for a finished one.
+Keras prints one progress bar per epoch, and the run its ETA once the step time is
+measured. The model with the best validation mIoU is kept as `best.keras`; `history.json`
+grows by one entry per epoch. Re-running this cell resumes an interrupted run, and returns
+at once for a finished one. The test evaluation below is part of the time budget.
 """),
             code("""
 from celebseg_utils.interface import notebook_figures as figures
 from celebseg_utils.engine import train
 
-result = train.train(cfg)
+result = train.train(cfg, test_images=notebook.split_size(PREPARED_DIR, "test"))
 figures.plot_history(result["history"]);
 """),
             md(f"""

@@ -177,6 +177,24 @@ def test_same_seed_same_batches_other_seed_other_batches(prepared):
     assert not np.array_equal(first[0][1], first[1][1])
 
 
+def test_skip_batches_continues_the_seeded_stream_exactly(prepared):
+    """A run resumed mid-epoch gets the batches it would have had, augmentation included."""
+    from celebseg_utils.data.pipeline import make_dataset
+
+    def stream(skip):
+        ds = make_dataset(prepared, "train", image_size=SIZE, batch_size=4, augment=True,
+                          shuffle=True, seed=3, repeat=True, sample_weights="per_image",
+                          skip_batches=skip)
+        return [tuple(t.numpy() for t in b) for b in ds.take(5 - skip)]
+
+    whole = stream(0)  # 20 elements: over three passes of the 6 training faces
+    for skip in (1, 3):  # mid-pass and across a reshuffle
+        for a, b in zip(whole[skip:], stream(skip), strict=True):
+            for x, y in zip(a, b):
+                np.testing.assert_array_equal(x, y)
+    assert not np.array_equal(whole[0][0], whole[1][0])
+
+
 def test_per_image_and_class_weights_follow_the_final_label(prepared):
     from celebseg_utils.data import stats
     from celebseg_utils.data.pipeline import make_dataset

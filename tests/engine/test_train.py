@@ -331,3 +331,57 @@ def test_weighted_loss_and_sample_weights_come_from_stats(tmp_path, tiny_prepare
     # loss.class_weights "auto" means median_freq for weighted_ce
     assert result["model"].loss.class_weights == pytest.approx(stats["class_weights"]["median_freq"])
     assert math.isfinite(result["history"]["loss"][0]) and result["epochs_completed"] == 1
+
+
+def test_a_time_budget_plans_the_run_and_the_schedule_spans_the_plan(tmp_path, tiny_prepared,
+                                                                     monkeypatch, capsys):
+    """Probe figures fixed (20 s a step, fast validation), the rest real: the run trains the
+    planned epochs x steps, the probe leaves no trace in the optimizer, the schedule ends with
+    the plan, and the test split is evaluated inside the run."""
+    from celebseg_utils.engine import train as T
+
+    monkeypatch.setattr(T, "probe_train_step", lambda model, ds: (20.0, 0.0))
+    monkeypatch.setattr(T, "probe_eval_step", lambda model, ds, steps: (0.1, 0.0))
+    monkeypatch.setattr(T, "_save_seconds", lambda model: 0.0)
+    run = tmp_path / "run"
+    cfg = C.resolve_config(preset="cpu-demo", run_dir=str(run), overrides=tiny_overrides(
+        tiny_prepared, epochs=4, steps_per_epoch=12, time_budget_minutes=10,
+        **{"data.test_split": "test", "tensorboard": False}))
+    result = T.train(cfg, progress=False)
+    plan = json.loads((run / "plan.json").read_text())
+    epochs, steps = plan["epochs"], plan["steps_per_epoch"]
+    # 10 min x 0.96 less the start-up and the test pass, at 20 s a step; validation
+    # (1 step of 0.1 s) is far below its share, so all 4 epochs
+    costs = plan["costs"]
+    assert costs["step_s"] == 20.0 and costs["epoch_overhead_s"] == 0.0
+    available = 0.96 * 600 - plan["spent_s"] - costs["end_s"]
+    assert epochs == 4 and steps == int((available - 4 * 0.1) // (4 * 20.0)) and not plan["full"]
+    assert 1 <= steps < 12
+    assert (result["epochs"], result["steps_per_epoch"], result["epochs_completed"]) == (
+        epochs, steps, epochs)
+    assert result["plan"]["expected_s"] <= 0.96 * 600
+    out = capsys.readouterr().out
+    assert f"time budget 10 min 00 s: planned {epochs} epochs x {steps} steps" in out
+    final = keras.saving.load_model(run / "final.keras")
+    assert int(final.optimizer.iterations) == epochs * steps
+    schedule = final.optimizer._learning_rate
+    assert (schedule.total_steps, schedule.warmup_steps) == (
+        epochs * steps, round(cfg.optimizer.warmup_epochs * steps))
+    tested = json.loads((run / "test" / "results.json").read_text())
+    assert tested["split"] == "test"
+    assert tested["num_images"] == len((tiny_prepared / "splits" / "test.txt").read_text().split())
+    assert result["test"]["miou"] == tested["miou"] and 0 <= tested["miou"] <= 1
+
+
+def test_a_real_probe_leaves_weights_and_optimizer_as_they_were(tiny_prepared):
+    from celebseg_utils.engine import train as T
+
+    cfg = C.resolve_config(preset="cpu-demo", overrides=tiny_overrides(tiny_prepared))
+    model, _ = T._compile_model(cfg, None, total_steps=10, warmup_steps=1)
+    before = [v.numpy().copy() for v in model.variables]
+    step_s, compile_s = T.probe_train_step(model, T._train_dataset(cfg, str(tiny_prepared)),
+                                           max_steps=5, skip=2, min_steps=2, min_s=0.0)
+    assert step_s > 0 and compile_s >= 0
+    assert int(model.optimizer.iterations) == 0
+    for a, v in zip(before, model.variables):
+        np.testing.assert_array_equal(a, v.numpy())

@@ -42,6 +42,19 @@ def test_every_arm_resolves_to_a_valid_config(tmp_path):
         study.parse_arms("sparse_ce,cross_entropy")
 
 
+def test_the_study_budget_is_shared_over_the_runs_left(tmp_path):
+    from celebseg_utils.engine.config import config_diff
+
+    assert study.share_budget(180, elapsed_s=0, runs_left=4) == 45.0
+    # the first run took 60 minutes: the 120 left go to the 3 runs left
+    assert study.share_budget(180, elapsed_s=3600, runs_left=3) == 40.0
+    assert study.share_budget(180, elapsed_s=200 * 60, runs_left=2) == 0.0  # overspent
+    first = study.study_config(tmp_path, tmp_path, "dice", 0, overrides=["time_budget_minutes=45"])
+    again = study.study_config(tmp_path, tmp_path, "dice", 0, overrides=["time_budget_minutes=40"])
+    assert first.time_budget_minutes == 45.0
+    assert config_diff(first, again) == []  # a resumed run gets a new share, keeps its plan
+
+
 def test_ce_onehot_equals_sparse_ce_on_the_same_batch():
     """Keras's CategoricalCrossentropy on one-hot labels == our SparseCE on integer labels,
     in value and in gradient, with and without per-pixel weights."""
