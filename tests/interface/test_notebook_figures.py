@@ -149,7 +149,7 @@ class _HairModel:
     def __init__(self):
         self.seen = []
 
-    def predict(self, x, verbose=0):
+    def __call__(self, x, training=False):
         self.seen.append(x.shape)
         logits = np.zeros((x.shape[0], 4, 4, 19), np.float32)
         logits[:, :, :2, 13] = 1.0
