@@ -44,12 +44,16 @@ NOISE = re.compile("|".join([
     r"oneDNN custom operations are on",
     r"TF-TRT Warning: Could not find TensorRT",
     r"^To enable the following instructions:",
+    r"device_compiler\.h.*Compiled cluster using XLA",
 ]))
 
 #: What tensorflow_datasets logs, with a traceback, when the runtime's protobuf is older than
-#: the one its tensorflow_metadata was generated with (Colab 2026-08: protobuf 5.29.6 against
-#: gencode 6.31). keras-cv imports tensorflow_datasets and this package uses none of it.
-TFDS_PROTOBUF_REPORT = "Detected incompatible Protobuf Gencode/Runtime versions"
+#: the one its tensorflow_metadata was generated with. protobuf words it two ways: "Detected
+#: incompatible Protobuf Gencode/Runtime versions" (Colab 2026-08, protobuf 5.29.6) and
+#: "Detected mismatched Protobuf Gencode/Runtime major versions" (the Kaggle manifest, 5.29.5
+#: against gencode 6.31.1); the common part matches both. keras-cv imports
+#: tensorflow_datasets and this package uses none of it.
+TFDS_PROTOBUF_REPORT = "Protobuf Gencode/Runtime"
 
 
 class _DropRecords(logging.Filter):
@@ -131,6 +135,29 @@ class _QuietTensorFlowFinder(importlib.abc.MetaPathFinder):
         if spec is not None and spec.loader is not None:
             spec.loader = _QuietLoader(spec.loader)
         return spec
+
+
+_xla_announced = False
+
+
+def spend_xla_announcement() -> None:
+    """Let XLA's one-time "Compiled cluster using XLA!" line be printed here, and dropped.
+
+    XLA logs its first compilation in a process with that INFO line ("logged at most once for
+    the lifetime of the process"), which TF 2.20's absl logging prints whatever
+    ``TF_CPP_MIN_LOG_LEVEL`` says. The data pipeline XLA-compiles its augmentation, inside
+    tf.data's threads, so the line would land in whichever notebook cell first reads a batch.
+    One tiny compilation under :func:`filtered_stderr` spends it; later ones print nothing.
+    A no-op after the first call, and when the user asked for TensorFlow's INFO logs.
+    """
+    global _xla_announced
+    if _xla_announced or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1"):
+        return
+    _xla_announced = True
+    import tensorflow as tf
+
+    with filtered_stderr(), tf.init_scope():
+        tf.function(lambda x: x + 1, jit_compile=True)(tf.constant(0))
 
 
 def wanted() -> bool:

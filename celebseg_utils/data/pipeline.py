@@ -34,6 +34,7 @@ import tensorflow as tf
 
 from celebseg_utils.data import augment as A
 from celebseg_utils import labels as L
+from celebseg_utils import tf_startup
 from celebseg_utils.data import layout
 from celebseg_utils.data import stats as S
 from celebseg_utils.data import shards as T
@@ -188,6 +189,9 @@ def make_dataset(prepared_dir, split: str, image_size: int = 512, batch_size: in
     [(2, 32, 32, 3), (2, 32, 32, 1), (2, 32, 32)]
     """
     _check_args(split, image_size, batch_size, encoding, sample_weights)
+    # The batches' functions are XLA-compiled: spend XLA's one-time log line here, not in
+    # whichever notebook cell first reads a batch.
+    tf_startup.spend_xla_announcement()
     prepared = str(prepared_dir)
     info = S.prepared_info(prepared)
     ids = S.split_ids(prepared, split)
