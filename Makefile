@@ -20,7 +20,7 @@ demo: $(STAMP)
 	$(BIN)/celebseg demo --out runs/demo
 
 test: $(STAMP)
-	$(BIN)/python -m pytest -q
+	$(BIN)/python -m pytest -q --durations=25
 
 # The package inside Colab's and Kaggle's runtimes, rebuilt from runtimes/*.txt (README).
 runtime-check: $(STAMP)

@@ -25,6 +25,7 @@ Exit status: 0 pass, 1 fail, 3 skipped (no interpreter).
 from __future__ import annotations
 
 import argparse
+import concurrent.futures
 import glob
 import json
 import os
@@ -133,11 +134,17 @@ def _pip_env() -> dict:
     return {**os.environ, "PIP_DISABLE_PIP_VERSION_CHECK": "1", "PYTHONWARNINGS": "ignore"}
 
 
+def _dump(text: str, log) -> None:
+    """A command's output, each line tagged with its runtime (runtimes may run at once)."""
+    for line in text.splitlines():
+        log(f"| {line}")
+
+
 def run(cmd, log, **kwargs) -> subprocess.CompletedProcess:
     done = subprocess.run([str(c) for c in cmd], capture_output=True, text=True, **kwargs)
     if done.returncode != 0:
         log(f"command failed ({done.returncode}): {' '.join(map(str, cmd))}")
-        sys.stdout.write(done.stdout[-4000:] + done.stderr[-4000:])
+        _dump(done.stdout[-4000:] + done.stderr[-4000:], log)
     return done
 
 
@@ -227,7 +234,7 @@ def check(manifest: Path, python: str | None, work: Path, run_tests: bool) -> in
         + ", ".join(line.replace("\t", " ") + " s" for line in ran) + ")")
     log(f"tests in the runtime ({time.perf_counter() - start:.0f} s): {summary}")
     if done.returncode != 0 or len(ran) != 7:
-        sys.stdout.write(done.stdout[-6000:] + done.stderr[-3000:])
+        _dump(done.stdout[-6000:] + done.stderr[-3000:], log)
         log("FAIL")
         return 1
     log("PASS")
@@ -242,16 +249,23 @@ def main(argv=None) -> int:
                         "(default: a new temporary folder; rebuilt from scratch each time)")
     parser.add_argument("--install-only", action="store_true",
                         help="stop after the install check (no notebooks, no tests)")
+    parser.add_argument("--jobs", type=int, default=1,
+                        help="runtimes checked at once (default 1). Each log line names its "
+                             "runtime. Smoke runs are mostly single-threaded graph tracing, "
+                             "so two runtimes on two cores take less than twice one (README)")
     args = parser.parse_args(argv)
-    codes = []
-    for manifest in args.manifest:
+
+    def one(manifest: Path) -> int:
         work = (args.workdir / manifest.stem if args.workdir
                 else Path(tempfile.mkdtemp(prefix=f"celebseg-{manifest.stem}-")))
         try:
-            codes.append(check(manifest, args.python, work, not args.install_only))
+            return check(manifest, args.python, work, not args.install_only)
         finally:
             if not args.workdir:  # a runtime is a few GB: keep it only where asked to
                 shutil.rmtree(work, ignore_errors=True)
+
+    with concurrent.futures.ThreadPoolExecutor(max(1, args.jobs)) as pool:
+        codes = list(pool.map(one, args.manifest))
     return 1 if 1 in codes else (3 if 3 in codes else 0)
 
 
