@@ -51,6 +51,29 @@ def parse_eta(line: str) -> float | None:
     return float(s)
 
 
+def cpu_steal_s() -> float | None:
+    """Seconds of CPU the hypervisor gave to others (``steal`` of /proc/stat, all CPUs);
+    None where the kernel does not say. On a shared VM it explains a run that slowed down."""
+    try:
+        fields = Path("/proc/stat").read_text().splitlines()[0].split()
+        return int(fields[8]) / os.sysconf("SC_CLK_TCK")
+    except (OSError, IndexError, ValueError):
+        return None
+
+
+#: Keras's per-epoch line with --quiet: "60/60 - 68s - 1s/step - loss: ..."
+EPOCH_LINE = re.compile(r"^\s*(\d+)/\1 - (\d+)s - ")
+
+
+def epoch_seconds(lines) -> list[int]:
+    """Each epoch's seconds from Keras's per-epoch lines.
+
+    >>> epoch_seconds([(1.0, "60/60 - 68s - 1s/step - loss: 2.1"), (2.0, "Epoch 2/3")])
+    [68]
+    """
+    return [int(m.group(2)) for _, ln in lines for m in [EPOCH_LINE.match(ln)] if m]
+
+
 def run_timed(argv: list[str], log: Path) -> tuple[list[tuple[float, str]], float, int]:
     """Run ``python -m celebseg_utils ARGV``; [(seconds since start, line)], wall, status."""
     env = {**os.environ, "PYTHONUNBUFFERED": "1", "TF_CPP_MIN_LOG_LEVEL": "3",
@@ -98,6 +121,7 @@ def main(argv=None) -> int:
               "--set", f"batch_size={args.batch_size}", "--set", "tensorboard=false",
               "--set", "data.test_split=test", "--set", "validation_steps=4"]
     result = {"load_before": os.getloadavg()}
+    steal = [cpu_steal_s()]
 
     lines, wall, code = run_timed(["train", "--run-dir", str(work / "eta"), *common,
                                    "--set", f"epochs={args.eta_epochs}",
@@ -110,8 +134,9 @@ def main(argv=None) -> int:
     said, real = parse_eta(first[1]), wall - first[0]
     result["eta"] = {"line": first[1], "said_at_s": round(first[0], 1), "eta_s": said,
                      "real_s": round(real, 1), "error": round(said / real - 1, 3),
-                     "wall_s": round(wall, 1)}
+                     "wall_s": round(wall, 1), "epoch_s": epoch_seconds(lines)}
     result["load_middle"] = os.getloadavg()
+    steal.append(cpu_steal_s())
 
     budget_s = 60 * args.budget_minutes
     lines, wall, code = run_timed(["train", "--run-dir", str(work / "budget"), *common,
@@ -123,6 +148,10 @@ def main(argv=None) -> int:
                         "plan": plan, "test_written": tested,
                         "error": round(wall / budget_s - 1, 3)}
     result["load_after"] = os.getloadavg()
+    steal.append(cpu_steal_s())
+    if None not in steal:
+        result["eta"]["cpu_steal_s"] = round(steal[1] - steal[0], 1)
+        result["budget"]["cpu_steal_s"] = round(steal[2] - steal[1], 1)
     ok = (abs(result["eta"]["error"]) <= args.tolerance and code == 0 and tested
           and abs(result["budget"]["error"]) <= args.tolerance)
     result["pass"] = ok
@@ -132,6 +161,8 @@ def main(argv=None) -> int:
     print(f"budget: {args.budget_minutes} min = {budget_s:.0f} s; the whole process took "
           f"{b['wall_s']:.0f} s: error {b['error']:+.1%}; test evaluation written: {tested}; "
           f"{plan}")
+    print(f"ETA run's epochs took {e['epoch_s']} s; CPU time stolen by the host during the "
+          f"ETA run {e.get('cpu_steal_s', 'n/a')} s, the budget run {b.get('cpu_steal_s', 'n/a')} s")
     print(f"load average (1, 5, 15 min): before {result['load_before']}, between "
           f"{result['load_middle']}, after {result['load_after']}; logs in {work}")
     print("PASS" if ok else "FAIL", f"(tolerance {args.tolerance:.0%})")

@@ -243,7 +243,7 @@ def parse_photo(model, image: np.ndarray, faces=None, detector=None, tta=None,
     keep, _ = split_faces(faces, min_eye_distance)
     if not keep:
         raise CelebsegError(_no_usable_face(faces, min_eye_distance))
-    matrices = [geom.face_matrix(f.landmarks, size) for f in keep]
+    matrices = [geom.face_matrix(f.landmarks, size, photo_shape=image.shape) for f in keep]
     crops = [geom.warp_to_crop(image, m, size) for m in matrices]
     logits = predict_logits(model, crops, tta, batch_size)
     crop_labels = [np.argmax(lg, axis=-1).astype(np.uint8) for lg in logits]

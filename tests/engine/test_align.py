@@ -235,29 +235,66 @@ def frequency_weighted_iou(truth: np.ndarray, pred: np.ndarray) -> float:
 
 @pytest.mark.slow
 def test_an_aligned_face_maps_to_nearly_the_identity(detector):
-    """(a) held-out aligned faces: the transform estimated from the photo is the identity
-    up to the detector's landmark noise, and the label map warped once by it stays close.
+    """(a) held-out aligned faces, in two parts.
 
-    The issue asked for >= 0.95 mean IoU over the classes present. That is out of reach of
-    any landmark detector this coarse: MTCNN's eye positions on aligned faces spread by
-    0.7-1.4% of the width (the template's std), i.e. 4-7 px at 512, and a 5-10 px shift
-    alone costs the eyes, brows and earrings a third of their IoU. Over 40 held-out faces
-    (README, "Parsing any photo") the mean IoU is 0.73 (median; 0.60-0.83 for 80% of faces),
-    the frequency-weighted IoU 0.89, with |scale - 1| 1.8%, 0.7 degrees and 10 px (medians):
-    ten times inside what training augmentation shows the model (scale 0.8-1.25, +-10
-    degrees). What is asserted is that, with a margin over those measured medians."""
-    fw, miou = [], []
-    for k in HELD_OUT[:3]:
+    The fit itself: the transform MTCNN's landmarks give is the identity up to the detector's
+    landmark noise. Its eye positions on aligned faces spread by 0.7-1.4% of the width (the
+    template's std), and on 149 held-out faces the fit's own error is a median 2.5% in scale,
+    0.7 degrees and 0.5% of the width at the centre (README, "Parsing any photo"): warped by
+    it, a label map keeps a mean IoU of about 0.73 (the eyes, brows and earrings lose a third).
+    The bounds below hold with a margin over those medians.
+
+    The default path (``face_matrix`` given the photo's shape): a square photo whose fit lies
+    within that noise of the frame (``already_aligned``: half the training augmentation) is
+    taken as it is, so the label map comes through unchanged: mean IoU >= 0.95, as asked."""
+    raw_fw, raw_miou, miou = [], [], []
+    for i, k in enumerate(HELD_OUT):
         photo, label = _mini(k)
         (face,) = detector(photo)
-        m = A.face_matrix(face.landmarks, 512)
-        s, d, tx, ty = A.similarity_params(m)
-        assert abs(s - 1) < 0.05 and abs(d) < 2 and np.hypot(tx, ty) < 25, (k, s, d, tx, ty)
-        warped = A.warp_labels(label, m, 512)
-        fw.append(frequency_weighted_iou(label, warped))
-        miou.append(mean_iou(label, warped))
-    # measured on these three: 0.88 / 0.94 / 0.81 and 0.79 / 0.72 / 0.64
-    assert np.mean(fw) >= 0.85 and np.mean(miou) >= 0.65, (fw, miou)
+        if i < 3:
+            m = A.face_matrix(face.landmarks, 512)
+            s, d, tx, ty = A.similarity_params(m)
+            assert abs(s - 1) < 0.05 and abs(d) < 2 and np.hypot(tx, ty) < 25, (k, s, d, tx, ty)
+            warped = A.warp_labels(label, m, 512)
+            raw_fw.append(frequency_weighted_iou(label, warped))
+            raw_miou.append(mean_iou(label, warped))
+        m = A.face_matrix(face.landmarks, 512, photo_shape=photo.shape)
+        miou.append(mean_iou(label, A.warp_labels(label, m, 512)))
+    # the fit alone, measured on the first three: 0.88 / 0.94 / 0.81 and 0.79 / 0.72 / 0.64
+    assert np.mean(raw_fw) >= 0.85 and np.mean(raw_miou) >= 0.65, (raw_fw, raw_miou)
+    assert np.mean(miou) >= 0.95, miou
+
+
+def test_the_aligned_tolerance_is_half_the_training_augmentation():
+    from celebseg_utils.data import augment
+
+    assert A.ALIGNED_LOG_SCALE == pytest.approx(0.5 * np.log(augment.SCALE_RANGE[1]))
+    assert A.ALIGNED_LOG_SCALE == pytest.approx(-0.5 * np.log(augment.SCALE_RANGE[0]), rel=0.01)
+    assert A.ALIGNED_DEGREES == 0.5 * augment.MAX_ROTATION_DEG
+    assert A.ALIGNED_CENTRE_SHIFT == 0.5 * augment.MAX_SHIFT
+
+
+@pytest.mark.parametrize("scale,degrees,shift,aligned", [
+    (1.0, 0.0, 0.0, True), (1.1, 4.5, 0.02, True), (0.9, -4.5, 0.02, True),
+    (1.15, 0.0, 0.0, False), (1.0, 6.0, 0.0, False), (1.0, 0.0, 0.03, False)])
+def test_only_a_face_near_the_frame_is_taken_as_it_is(scale, degrees, shift, aligned):
+    """The template's landmarks moved by a known similarity about the photo's centre, in a
+    512 px square photo: taken as it is (a plain resize) exactly when within the tolerance;
+    never in a photo that is not square."""
+    c = 255.5
+    move = (_similarity(1, 0, c + shift * 512, c) @ _similarity(scale, degrees, 0, 0)
+            @ _similarity(1, 0, -c, -c))
+    points = A.apply(move, A.template_points(512))
+    m = A.face_matrix(points, 256, photo_shape=(512, 512, 3))
+    assert np.allclose(m, A.plain_matrix((512, 512), 256)) == aligned
+    if aligned:  # the fit and the plain resize differ by the move (none for the first)
+        unmoved = (scale, degrees, shift) == (1.0, 0.0, 0.0)
+        assert np.allclose(m, A.face_matrix(points, 256)) == unmoved
+    else:
+        assert np.array_equal(m, A.face_matrix(points, 256))
+    # a photo that is not square is always fitted
+    assert np.array_equal(A.face_matrix(points, 256, photo_shape=(512, 640, 3)),
+                          A.face_matrix(points, 256))
 
 
 @pytest.mark.slow
@@ -275,7 +312,7 @@ def test_a_placed_face_is_recovered_through_align_and_paste_back(detector, k, sc
     canvas, truth = _place(photo, label, (620, 760), place)
     faces = detector(canvas)
     assert len(faces) == 1, [f.box for f in faces]
-    m = A.face_matrix(faces[0].landmarks, 512)  # canvas -> crop
+    m = A.face_matrix(faces[0].landmarks, 512, photo_shape=canvas.shape)  # canvas -> crop
     # the transform found on the canvas undoes the placement: it equals the face's own
     s, d, _, _ = A.similarity_params(m @ place @ np.linalg.inv(m_orig))
     assert abs(s - 1) < 0.05 and abs(d) < 3, (s, d)
