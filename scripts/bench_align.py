@@ -273,10 +273,17 @@ def figure(path: Path, shown) -> None:
 
     k, scale, degrees, canvas, truth, plain, labels = shown
     path.parent.mkdir(parents=True, exist_ok=True)
-    viz.plot_grid([[canvas, viz.overlay(canvas, plain), viz.overlay(canvas, labels),
-                    viz.overlay(canvas, truth)]],
-                  ["photo", "predict (whole photo)", "predict --align", "ground truth"],
-                  path=path, cell_size=3.2)
+    import matplotlib
+
+    matplotlib.use("Agg")
+    fig = viz.plot_grid([[canvas, viz.overlay(canvas, plain), viz.overlay(canvas, labels),
+                          viz.overlay(canvas, truth)]],
+                        ["photo", "predict (whole photo)", "predict --align", "ground truth"],
+                        cell_size=3.2)
+    # the pictures are overlays (RGB), so the legend of the classes they show is added here
+    viz.add_class_legend(fig.axes[-1], [plain, labels], fontsize=8.5,
+                         title="pixels: whole photo / --align")
+    viz.save_figure(fig, path)
     print(f"figure: test face {k}, scale {scale:.2f}, {degrees:+.0f} deg -> {path}")
 
 
