@@ -24,7 +24,7 @@ test: $(STAMP)
 
 # The package inside Colab's and Kaggle's runtimes, rebuilt from runtimes/*.txt (README).
 runtime-check: $(STAMP)
-	$(BIN)/python scripts/check_runtime.py runtimes/colab-2026-08.txt runtimes/kaggle-2026-05.txt
+	$(BIN)/python scripts/check_runtime.py --jobs 2 runtimes/colab-2026-08.txt runtimes/kaggle-2026-05.txt
 
 clean:
 	rm -rf $(VENV) runs .pytest_cache
