@@ -151,7 +151,7 @@ def spend_xla_announcement() -> None:
     A no-op after the first call, and when the user asked for TensorFlow's INFO logs.
     """
     global _xla_announced
-    if _xla_announced or os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1"):
+    if _xla_announced or _logs_asked():
         return
     _xla_announced = True
     import tensorflow as tf
@@ -160,10 +160,14 @@ def spend_xla_announcement() -> None:
         tf.function(lambda x: x + 1, jit_compile=True)(tf.constant(0))
 
 
+def _logs_asked() -> bool:
+    """True when the user asked TensorFlow for its INFO or WARNING logs."""
+    return os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") in ("0", "1")
+
+
 def wanted() -> bool:
     """False when the user asked TensorFlow for its INFO or WARNING logs, or it is loaded."""
-    return (os.environ.get("TF_CPP_MIN_LOG_LEVEL", "2") not in ("0", "1")
-            and "tensorflow" not in sys.modules)
+    return not _logs_asked() and "tensorflow" not in sys.modules
 
 
 def install() -> None:

@@ -202,11 +202,7 @@ def identity(args) -> None:
             print(f"face {k}: not detected", file=sys.stderr)
             continue
         m = A.face_matrix(faces[0].landmarks, label.shape[0])  # the fit alone
-        s, d, _, _ = A.similarity_params(m)
-        w = photo.shape[1]
-        centre = np.array([[(w - 1) / 2.0, (photo.shape[0] - 1) / 2.0]])
-        plain = A.plain_matrix(photo.shape, label.shape[0])
-        shift = np.linalg.norm(A.apply(np.linalg.inv(plain) @ m, centre) - centre) / w
+        s, d, shift = A.offset_from_plain(m, photo.shape, label.shape[0])
         default = A.face_matrix(faces[0].landmarks, label.shape[0], photo_shape=photo.shape)
         row = []
         for matrix in (m, default):

@@ -151,6 +151,21 @@ def plain_matrix(photo_shape, size: int) -> np.ndarray:
     return np.array([[k, 0.0, 0.5 * k - 0.5], [0.0, k, 0.5 * k - 0.5], [0.0, 0.0, 1.0]])
 
 
+def offset_from_plain(matrix, photo_shape, size: int) -> tuple[float, float, float]:
+    """(scale, degrees, centre shift as a fraction of the width) of ``matrix`` against the
+    plain resize of a square photo: how far a fit moves the photo's own frame.
+
+    >>> offset_from_plain(plain_matrix((512, 512), 256), (512, 512), 256)
+    (1.0, 0.0, 0.0)
+    """
+    h, w = photo_shape[:2]
+    residual = np.linalg.inv(plain_matrix(photo_shape, size)) @ np.asarray(matrix, np.float64)
+    scale, degrees, _, _ = similarity_params(residual)
+    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
+    shift = float(np.linalg.norm(apply(residual, centre[None])[0] - centre))
+    return scale, degrees, shift / w
+
+
 def already_aligned(matrix, photo_shape, size: int) -> bool:
     """True when the photo is square and ``matrix`` is within :data:`ALIGNED_LOG_SCALE`,
     :data:`ALIGNED_DEGREES` and :data:`ALIGNED_CENTRE_SHIFT` of its plain resize.
@@ -160,15 +175,11 @@ def already_aligned(matrix, photo_shape, size: int) -> bool:
     >>> already_aligned(face_matrix(template_points(512) * 0.8, 256), (512, 512), 256)
     False
     """
-    h, w = photo_shape[:2]
-    if h != w:
+    if photo_shape[0] != photo_shape[1]:
         return False
-    residual = np.linalg.inv(plain_matrix(photo_shape, size)) @ np.asarray(matrix, np.float64)
-    scale, degrees, _, _ = similarity_params(residual)
-    centre = np.array([(w - 1) / 2.0, (h - 1) / 2.0])
-    shift = float(np.linalg.norm(apply(residual, centre[None])[0] - centre))
+    scale, degrees, shift = offset_from_plain(matrix, photo_shape, size)
     return bool(abs(np.log(scale)) <= ALIGNED_LOG_SCALE + 1e-9 and abs(degrees) <= ALIGNED_DEGREES
-                and shift <= ALIGNED_CENTRE_SHIFT * w)
+                and shift <= ALIGNED_CENTRE_SHIFT)
 
 
 def face_matrix(landmarks, size: int, template: Template | None = None,
