@@ -144,3 +144,29 @@ def atomic_write_text(path: str | os.PathLike, text: str) -> None:
 def atomic_write_json(path: str | os.PathLike, obj) -> None:
     """Write ``obj`` as indented JSON to ``path`` atomically."""
     atomic_write_text(path, json.dumps(obj, indent=2, sort_keys=False) + "\n")
+
+
+def json_safe(value):
+    """NaN and numpy scalars/arrays as strict JSON holds them (null, float, int, lists).
+
+    >>> import numpy as np
+    >>> json_safe({"a": np.float32("nan"), "b": [np.int64(3), 0.5], "c": np.arange(2)})
+    {'a': None, 'b': [3, 0.5], 'c': [0, 1]}
+    """
+    import math
+
+    import numpy as np
+
+    if isinstance(value, dict):
+        return {k: json_safe(v) for k, v in value.items()}
+    if isinstance(value, (list, tuple)):
+        return [json_safe(v) for v in value]
+    if isinstance(value, np.ndarray):
+        return json_safe(value.tolist())
+    if isinstance(value, (bool, np.bool_)):
+        return bool(value)
+    if isinstance(value, np.integer):
+        return int(value)
+    if isinstance(value, (float, np.floating)):
+        return None if math.isnan(value) else float(value)
+    return value

@@ -424,3 +424,55 @@ def _fmt(seconds: float) -> str:
     from celebseg_utils.engine.budget import format_duration
 
     return format_duration(seconds)
+
+
+class CurvePoints(keras.callbacks.Callback):
+    """The learning curve: the model scored on a split after chosen numbers of training steps.
+
+    At the end of every epoch whose last step is one of ``curve_steps`` (so each must be a
+    multiple of ``steps_per_epoch``), the model as it is then goes through the one evaluation
+    loop (:func:`~celebseg_utils.engine.scoring.score_split`, both protocols), which writes::
+
+        FOLDER/step<N>.json                 {"steps", "epoch", "protocols": {name: results}}
+        FOLDER/step<N>_<protocol>.npz       per-image tp, fp, fn (the study's bootstrap)
+
+    A point already written is kept (a resumed run does not score it again). It runs before
+    the epoch's backup: a kill while it scores repeats the epoch's end, not the point.
+
+    >>> CurvePoints.reachable([250, 500, 700], steps_per_epoch=250, epochs=4)
+    ([250, 500], [700])
+    """
+
+    def __init__(self, folder, curve_steps, steps_per_epoch: int, prepared: str, split: str,
+                 batch_size: int = 8):
+        super().__init__()
+        self.folder = Path(folder)
+        self.steps = set(int(s) for s in curve_steps)
+        self.steps_per_epoch = int(steps_per_epoch)
+        self.prepared, self.split, self.batch_size = prepared, split, batch_size
+
+    @staticmethod
+    def reachable(curve_steps, steps_per_epoch: int, epochs: int) -> tuple[list, list]:
+        """(steps that fall on an epoch end of the run, those that do not)."""
+        ends = {steps_per_epoch * (e + 1) for e in range(epochs)}
+        steps = sorted(int(s) for s in curve_steps)
+        return [s for s in steps if s in ends], [s for s in steps if s not in ends]
+
+    def on_epoch_end(self, epoch, logs=None):
+        from celebseg_utils.engine.scoring import PROTOCOLS, score_split
+
+        step = (int(epoch) + 1) * self.steps_per_epoch
+        path = self.folder / f"step{step}.json"
+        if step not in self.steps or path.exists():
+            return
+        began = time.perf_counter()
+        scored = score_split(self.model, self.prepared, self.split, batch_size=self.batch_size,
+                             protocols=PROTOCOLS)
+        for protocol, scores in scored.items():
+            scores.save_counts(self.folder / f"step{step}_{protocol}.npz")
+        atomic_write_json(path, {"steps": step, "epoch": int(epoch) + 1, "split": self.split,
+                                 "protocols": {p: s.results() for p, s in scored.items()}})
+        first = scored["model_size"].results()
+        print(f"curve: step {step}: {self.split} mean F1 {first['mean_f1']:.3f} (model size), "
+              f"{scored['label_size'].results()['mean_f1']:.3f} (label size), scored in "
+              f"{time.perf_counter() - began:.0f} s", flush=True)

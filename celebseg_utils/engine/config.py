@@ -26,10 +26,10 @@ from typing import Optional, Union
 import yaml
 
 from celebseg_utils.errors import CelebsegError
+# ``LOSSES``: the loss names of ``celebseg_utils.models.losses.get_loss``, from the one
+# table of loss recipes (``models/recipes.py``).
+from celebseg_utils.models.recipes import LOSS_NAMES as LOSSES, RECIPES
 
-#: Loss names of ``celebseg_utils.models.losses.get_loss`` (the loss study).
-LOSSES = ("sparse_ce", "categorical_ce", "weighted_ce", "dice", "jaccard", "ce_dice", "lovasz",
-          "focal")
 #: Class-weight schemes found in ``stats.json`` (``class_weights``).
 CLASS_WEIGHT_SCHEMES = ("inv_freq", "median_freq", "enet")
 #: Per-pixel sample-weight schemes of ``pipeline.make_dataset``.
@@ -69,6 +69,12 @@ class ModelConfig:
     #: Dilation rates of the ASPP's 3x3 branches (None: DeepLab's [6, 12, 18], sized for
     #: 512 px inputs; small inputs want small rates, see ``models.build_model``).
     aspp_rates: Optional[list] = None
+    #: keras-cv library only: "keras_cv" (its SpatialPyramidPooling: no XLA), "standard" (the
+    #: same branches, XLA-compilable) or "separable" (DeepLabV3+'s atrous separable convs).
+    aspp: str = "keras_cv"
+    #: Channels of the ASPP's branches and output, and of the decoder's 1x1 conv (DeepLab: 256).
+    aspp_channels: int = 256
+    decoder_channels: int = 256
 
 
 @dataclass
@@ -129,6 +135,11 @@ class TrainConfig:
     #: (None turns one off). A killed run resumes there, repeating at most that much.
     backup_every_minutes: Optional[float] = 5.0
     backup_every_steps: Optional[int] = None
+    #: The learning curve: score the model on ``curve_split`` after each of these numbers of
+    #: training steps (each at an epoch's end: a multiple of the steps per epoch), written to
+    #: RUN/curve/ (``callbacks.CurvePoints``). None: no curve.
+    curve_steps: Optional[list] = None
+    curve_split: str = "test"
 
 
 # --------------------------------------------------------------------------- dict <-> config
@@ -234,6 +245,9 @@ def validate_config(config: TrainConfig, source: str = "config") -> None:
     # checked here, not only when the model is built, so a typo stops before a run dir exists
     choice("model.backbone", config.model.backbone, tuple(BACKBONES))
     choice("model.library", config.model.library, LIBRARIES)
+    choice("model.aspp", config.model.aspp, ("keras_cv", "standard", "separable"))
+    positive("model.aspp_channels", config.model.aspp_channels)
+    positive("model.decoder_channels", config.model.decoder_channels)
     choice("loss.name", config.loss.name, LOSSES)
     choice("loss.class_weights", config.loss.class_weights, ("auto", None) + CLASS_WEIGHT_SCHEMES)
     choice("data.sample_weights", config.data.sample_weights, (None,) + SAMPLE_WEIGHT_SCHEMES)
@@ -254,6 +268,11 @@ def validate_config(config: TrainConfig, source: str = "config") -> None:
     positive("backup_every_minutes", config.backup_every_minutes, allow_none=True)
     positive("backup_every_steps", config.backup_every_steps, allow_none=True)
     choice("data.test_split", config.data.test_split, (None, "train", "val", "test"))
+    choice("curve_split", config.curve_split, ("train", "val", "test"))
+    if config.curve_steps is not None and not all(
+            isinstance(s, int) and not isinstance(s, bool) and s > 0 for s in config.curve_steps):
+        raise CelebsegError(f"curve_steps={config.curve_steps!r} in {source} must be a list of "
+                            f"positive step counts, e.g. [250, 500, 1000]")
     positive("optimizer.learning_rate", config.optimizer.learning_rate)
     if config.optimizer.warmup_epochs < 0 or config.optimizer.weight_decay < 0:
         raise CelebsegError(f"optimizer.warmup_epochs and optimizer.weight_decay in {source} "
@@ -409,11 +428,11 @@ PRESETS: dict[str, tuple[str, dict]] = {
                   "run_dir": "runs/cpu-real"}),
 }
 for _loss in LOSSES:
+    # the first recipe of each loss: ``study-categorical_ce`` reads one-hot labels (ce_onehot)
+    _recipe = next(r for r in RECIPES.values() if r.loss == _loss)
     PRESETS[f"study-{_loss}"] = (
         f"the loss study on a T4 (colab-t4 settings), loss {_loss}",
-        {**_STUDY_BASE, "loss": {"name": _loss}, "run_dir": f"runs/study/{_loss}",
-         # Keras's categorical CE reads one-hot labels: the study's ce_onehot cross-check
-         **({"data": {"encoding": "onehot"}} if _loss == "categorical_ce" else {})})
+        {**_STUDY_BASE, **_recipe.config_data(), "run_dir": f"runs/study/{_loss}"})
 
 
 def list_presets() -> dict[str, str]:
@@ -460,7 +479,8 @@ def resolve_config(config_file=None, preset: str | None = None, overrides=(),
 
 #: Keys that say how a run is carried out, not what it trains: a resumed run may change
 #: them (a resumed budget run keeps the plan it chose, RUN/plan.json).
-HOW_KEYS = ("run_dir", "time_budget_minutes", "backup_every_minutes", "backup_every_steps")
+HOW_KEYS = ("run_dir", "time_budget_minutes", "backup_every_minutes", "backup_every_steps",
+            "curve_steps", "curve_split")
 
 
 def config_diff(a: TrainConfig, b: TrainConfig, ignore=HOW_KEYS) -> list[str]:

@@ -23,7 +23,6 @@ the published protocol train and evaluate at 512, the label maps' own size.
 from __future__ import annotations
 
 import json
-import math
 from pathlib import Path
 
 import numpy as np
@@ -31,7 +30,7 @@ import numpy as np
 from celebseg_utils import labels as L
 from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.fileio import atomic_write_json, atomic_write_text
+from celebseg_utils.fileio import atomic_write_json, atomic_write_text, json_safe
 
 
 def load_model_checked(model):
@@ -100,8 +99,12 @@ def model_image_size(model, default: int | None = None) -> int:
 
 
 def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_size: int = 8,
-                   progress: bool = True) -> dict:
+                   progress: bool = True, protocol: str = "model_size") -> dict:
     """Scores of ``model`` (a keras.Model or a ``.keras`` path) on one split; see module doc.
+
+    ``protocol``: "model_size" (argmax at the model's input size) or "label_size" (logits
+    upsampled to the labels' own size first: the published tables' protocol); see
+    :mod:`~celebseg_utils.engine.scoring`.
 
     ``out`` is the ``results.json`` path or the folder to write it in (default
     ``<model dir>/eval_<split>/results.json`` for a path, no files for an in-memory model).
@@ -109,10 +112,7 @@ def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_siz
     >>> evaluate_model(model, "prep", split="val", out="eval/results.json")["miou"]  # doctest: +SKIP
     0.61
     """
-    from tqdm.auto import tqdm
-
-    from celebseg_utils.data.pipeline import make_dataset
-    from celebseg_utils.models.metrics import confusion_matrix_np, scores_from_confusion
+    from celebseg_utils.engine.scoring import score_split
 
     if batch_size < 1:
         raise CelebsegError(f"--batch-size must be at least 1 (got {batch_size})")
@@ -124,19 +124,9 @@ def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_siz
     if not ids:
         raise CelebsegError(f"the {split} split of {prepared_dir} is empty: nothing to evaluate")
     size = model_image_size(model, default=info.get("label_size"))
-    dataset = make_dataset(prepared_dir, split, image_size=size, batch_size=batch_size)
-    cm = np.zeros((L.NUM_CLASSES, L.NUM_CLASSES), np.int64)
-    bar = tqdm(total=len(ids), desc=f"evaluate {split}", unit="img", disable=not progress)
-    for images, truth in dataset:
-        logits = model.predict_on_batch(images)
-        cm += confusion_matrix_np(truth.numpy(), np.argmax(logits, axis=-1))
-        bar.update(int(images.shape[0]))
-    bar.close()
-    results = {**scores_from_confusion(cm, class_names=L.CLASS_NAMES), "split": split,
-               "num_images": len(ids), "image_size": size,
-               "model": str(model_path) if model_path else model.name,
-               "confusion_matrix": cm.tolist()}
-    results = _json_safe(results)
+    scored = score_split(model, prepared_dir, split, batch_size=batch_size, protocols=(protocol,),
+                         progress=progress, ids=ids, image_size=size)[protocol]
+    results = scored.results(model=str(model_path) if model_path else model.name)
     if out is not None:
         write_report(results, out)
     return results
@@ -161,17 +151,8 @@ def results_path(model_file, split: str, out=None):
     return None
 
 
-def _json_safe(value):
-    """NaN and numpy scalars to what strict JSON holds (null, float, int)."""
-    if isinstance(value, dict):
-        return {k: _json_safe(v) for k, v in value.items()}
-    if isinstance(value, (list, tuple)):
-        return [_json_safe(v) for v in value]
-    if isinstance(value, (np.integer,)):
-        return int(value)
-    if isinstance(value, (float, np.floating)):
-        return None if math.isnan(value) else float(value)
-    return value
+#: Kept for callers of the old private name; :func:`celebseg_utils.fileio.json_safe` is the one.
+_json_safe = json_safe
 
 
 def write_report(results: dict, out) -> None:
@@ -198,7 +179,7 @@ def results_table(results: dict) -> str:
 
     >>> import numpy as np
     >>> from celebseg_utils.models.metrics import scores_from_confusion
-    >>> r = _json_safe(scores_from_confusion(np.eye(19, dtype=int)))
+    >>> r = json_safe(scores_from_confusion(np.eye(19, dtype=int)))
     >>> results_table(r).splitlines()[4]
     '| nose | 1.000 | 1.000 | 1.000 | 1.000 |'
     """
@@ -409,6 +390,10 @@ def add_evaluate_arguments(parser) -> None:
                         help="results.json path, or a folder to write it in (default: beside "
                              "the model, eval_<split>/)")
     parser.add_argument("--batch-size", type=int, default=8)
+    parser.add_argument("--protocol", default="model_size", choices=("model_size", "label_size"),
+                        help="model_size: argmax at the model's input size, labels resized to it "
+                             "(default); label_size: logits upsampled to the labels' own size "
+                             "first, as published face-parsing tables score")
 
 
 def run_evaluate(args) -> int:
@@ -419,7 +404,8 @@ def run_evaluate(args) -> int:
     0
     """
     results = evaluate_model(args.model, args.prepared, split=args.split, out=args.out,
-                             batch_size=args.batch_size)
+                             batch_size=args.batch_size,
+                             protocol=getattr(args, "protocol", "model_size"))
     print(results_table(results))
     print(f"results: {results_path(results['model'], args.split, args.out)}")
     return 0

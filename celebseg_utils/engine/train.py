@@ -205,7 +205,9 @@ def _compile_model(config: TrainConfig, class_weights, total_steps: int, warmup_
     model = build_model(num_classes=NUM_CLASSES, backbone=config.model.backbone,
                         image_size=config.image_size, library=config.model.library,
                         weights=config.model.weights, bn_momentum=config.model.bn_momentum,
-                        aspp_rates=config.model.aspp_rates)
+                        aspp_rates=config.model.aspp_rates, aspp=config.model.aspp,
+                        aspp_channels=config.model.aspp_channels,
+                        decoder_channels=config.model.decoder_channels)
     loss = get_loss(config.loss.name, num_classes=NUM_CLASSES, class_weights=class_weights,
                     **config.loss.kwargs)
     opt = config.optimizer
@@ -338,28 +340,13 @@ def _read_plan(run: Path):
 
 
 def _test_scores(model_file: Path, prepared: str, split: str, batch_size: int = 8) -> dict:
-    """``celebseg evaluate``'s scores (its results.json keys) of a saved model on ``split``.
-
-    ``engine.evaluate`` imports this module (to load models), so the run's own test
-    evaluation uses the same lower-level pieces rather than importing it back.
-    """
-    import numpy as np
-
-    from celebseg_utils import labels as L
-    from celebseg_utils.data.pipeline import make_dataset
-    from celebseg_utils.models.metrics import confusion_matrix_np, scores_from_confusion
+    """``celebseg evaluate``'s scores (its results.json keys) of a saved model on ``split``,
+    through the one evaluation loop (:func:`~celebseg_utils.engine.scoring.score_split`)."""
+    from celebseg_utils.engine.scoring import score_split
 
     model = load_trained_model(model_file)
-    size = int(tuple(model.input_shape)[1])  # train builds fixed-size models
-    cm = np.zeros((L.NUM_CLASSES, L.NUM_CLASSES), np.int64)
-    count = 0
-    for images, truth in make_dataset(prepared, split, image_size=size, batch_size=batch_size):
-        cm += confusion_matrix_np(truth.numpy(), np.argmax(model.predict_on_batch(images), -1))
-        count += int(images.shape[0])
-    results = {**scores_from_confusion(cm, class_names=L.CLASS_NAMES), "split": split,
-               "num_images": count, "image_size": size, "model": str(model_file),
-               "confusion_matrix": cm.tolist()}
-    return json.loads(json.dumps(results, default=lambda v: v.item()))  # numpy -> JSON
+    scored = score_split(model, prepared, split, batch_size=batch_size)["model_size"]
+    return scored.results(model=str(model_file))
 
 
 # --------------------------------------------------------------------------- train
@@ -469,6 +456,14 @@ def train(config: TrainConfig, progress: bool = True, test_images: int | None = 
         eta = cb.EtaReporter(epochs, steps, batch, costs, start_epoch=start,
                              start_step=start_step)
         callbacks = _callbacks(config, run, progress, eta)
+        if config.curve_steps:
+            points, missed = cb.CurvePoints.reachable(config.curve_steps, steps, epochs)
+            if missed:
+                print(f"note: curve_steps {missed} fall on no epoch end ({epochs} x {steps} "
+                      f"steps): not scored")
+            # before the backup: a kill while scoring repeats the epoch's end, not the point
+            callbacks.insert(3, cb.CurvePoints(run / "curve", points, steps, prepared,
+                                               config.curve_split, batch))
         backup = next(c for c in callbacks if isinstance(c, cb.AtomicBackupAndRestore))
         backup.start_step = start_step
         # A run resumed mid-epoch first finishes that epoch, then trains the others; each

@@ -19,6 +19,8 @@ import warnings
 from pathlib import Path
 from typing import Mapping, Sequence
 
+from celebseg_utils.models.recipes import RECIPES
+
 #: GitHub ``owner/name`` of the project; the badges and the install command point here.
 REPOSITORY = "celebseg/celebseg"
 #: Branch the Colab badges open.
@@ -160,12 +162,8 @@ SMOKE_PRESET = "cpu-demo"
 SMOKE_OVERRIDES = ("image_size=64", "batch_size=4", "epochs=1", "steps_per_epoch=2",
                    "tensorboard=false")
 #: Run name -> the ``--set`` overrides that choose its loss (the runs of notebooks 04-06).
-RUN_LOSSES = {
-    "sparse_ce": ("loss.name=sparse_ce",),
-    "weighted_ce": ("loss.name=weighted_ce", "loss.class_weights=median_freq"),
-    "dice": ("loss.name=dice",),
-    "jaccard": ("loss.name=jaccard",),
-}
+RUN_LOSSES = {name: tuple(RECIPES[name].overrides())
+              for name in ("sparse_ce", "weighted_ce", "dice", "jaccard")}
 _NOTEBOOK_OF_RUN = {"sparse_ce": "04", "weighted_ce": "05", "dice": "06", "jaccard": "06"}
 RESULTS_FILE = "results.json"
 

@@ -40,7 +40,8 @@ from celebseg_utils.labels import NUM_CLASSES
 
 def build_model(num_classes: int = NUM_CLASSES, backbone: str = "resnet50_v2",
                 image_size: int = 512, library: str = "keras_cv", weights=None,
-                bn_momentum: float | None = 0.99, aspp_rates=None) -> keras.Model:
+                bn_momentum: float | None = 0.99, aspp_rates=None, aspp: str = "keras_cv",
+                aspp_channels: int = 256, decoder_channels: int = 256) -> keras.Model:
     """DeepLabV3+ returning float32 logits (B, H, W, num_classes) for 0..255 images.
 
     ``weights``: None (random init), "imagenet" (the library's pretrained backbone; needs the
@@ -63,6 +64,13 @@ def build_model(num_classes: int = NUM_CLASSES, backbone: str = "resnet50_v2",
     17-34x slower on this project's CPU than (1, 2, 3), for a batch of 8
     (``scripts/bench_aspp.py``).
 
+    ``aspp`` (keras-cv library only): "keras_cv" (keras-cv's ``SpatialPyramidPooling``, which
+    keeps XLA off), "standard" (the same branches from :mod:`~celebseg_utils.models.aspp`,
+    which XLA compiles) or "separable" (DeepLabV3+'s atrous separable convolutions in the
+    3x3 branches). ``aspp_channels``: the ASPP's branch and output channels;
+    ``decoder_channels``: the decoder's 1x1 convolution after the stride-4 skip is joined
+    (DeepLab: 256 for both).
+
     >>> import numpy as np
     >>> m = build_model(backbone="mobilenet_v3_large", image_size=64, library="keras_hub")
     >>> m(np.zeros((1, 64, 64, 3), "float32")).shape
@@ -75,10 +83,21 @@ def build_model(num_classes: int = NUM_CLASSES, backbone: str = "resnet50_v2",
     rates = [6, 12, 18] if aspp_rates is None else [int(r) for r in aspp_rates]
     if len(rates) != 3 or min(rates) < 1:
         raise CelebsegError(f"aspp_rates={aspp_rates}: give three dilation rates >= 1, e.g. [6, 12, 18]")
+    from celebseg_utils.models.aspp import ASPP_KINDS
+
+    if aspp not in ASPP_KINDS:
+        raise CelebsegError(f"aspp={aspp!r}: use one of {', '.join(ASPP_KINDS)}")
+    if int(aspp_channels) < 1 or int(decoder_channels) < 1:
+        raise CelebsegError(f"aspp_channels={aspp_channels} and decoder_channels="
+                            f"{decoder_channels} must be positive")
+    if library != "keras_cv" and (aspp, aspp_channels, decoder_channels) != ("keras_cv", 256, 256):
+        raise CelebsegError(f"aspp, aspp_channels and decoder_channels choose keras-cv's head; "
+                            f"library={library} builds keras-hub's DeepLabV3 with its own")
     encoder = bb.build_backbone(backbone, library, image_size, weights)
     name = f"deeplabv3plus_{backbone}_{library}"
     if library == "keras_cv":
-        model = _keras_cv_model(encoder, num_classes, name, rates)
+        model = _keras_cv_model(encoder, num_classes, name, rates, aspp, int(aspp_channels),
+                                int(decoder_channels))
     else:
         model = _keras_hub_model(encoder, num_classes, image_size, name, weights, backbone, rates)
     if bn_momentum is not None:
@@ -107,11 +126,14 @@ def _all_layers(layer):
         yield sub
 
 
-def _keras_cv_model(encoder, num_classes, name, rates):
+def _keras_cv_model(encoder, num_classes, name, rates, aspp_kind="keras_cv", aspp_channels=256,
+                    decoder_channels=256):
+    from celebseg_utils.models.aspp import AtrousSpatialPyramidPooling
+
     keras_cv = bb.import_keras_cv()
 
     head = keras.Sequential([
-        keras.layers.Conv2D(256, 1, padding="same", use_bias=False, name="segmentation_head_conv"),
+        keras.layers.Conv2D(decoder_channels, 1, padding="same", use_bias=False, name="segmentation_head_conv"),
         keras.layers.BatchNormalization(name="segmentation_head_norm"),
         keras.layers.ReLU(name="segmentation_head_relu"),
         # float32 from here on: logits must not overflow or lose precision in float16.
@@ -119,7 +141,12 @@ def _keras_cv_model(encoder, num_classes, name, rates):
         keras.layers.UpSampling2D(4, interpolation="bilinear", name="logits_upsampling",
                                   dtype="float32"),
     ], name="segmentation_head")
-    aspp = keras_cv.layers.SpatialPyramidPooling(dilation_rates=rates)
+    if aspp_kind == "keras_cv":
+        aspp = keras_cv.layers.SpatialPyramidPooling(dilation_rates=rates,
+                                                     num_channels=aspp_channels)
+    else:
+        aspp = AtrousSpatialPyramidPooling(rates, aspp_channels, separable=aspp_kind == "separable",
+                                           name="spatial_pyramid_pooling")
     return keras_cv.models.DeepLabV3Plus(backbone=encoder, num_classes=num_classes,
                                          spatial_pyramid_pooling=aspp,
                                          segmentation_head=head, name=name)

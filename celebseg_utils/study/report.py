@@ -48,6 +48,14 @@ def run_dir(out, arm: str, seed: int) -> Path:
     return Path(out) / "runs" / arm / f"seed{seed}"
 
 
+def result_dir(out, arm: str, seed: int, results_root=None) -> Path:
+    """Where one run's result files are: ``RESULTS/arms/<arm>/seed<k>`` when the study keeps
+    them apart (``--results``), else its run folder."""
+    if results_root is not None:
+        return Path(results_root) / "arms" / arm / f"seed{seed}"
+    return run_dir(out, arm, seed)
+
+
 def _name(class_id: int) -> str:
     return L.DISPLAY_NAMES[L.CLASS_NAMES[class_id]]
 
@@ -71,19 +79,45 @@ def f1_from_counts(tp, fp, fn) -> np.ndarray:
         return np.where(denom > 0, 2 * tp / denom, np.nan)
 
 
-def load_runs(out, arms, seeds: int) -> dict:
-    """``{arm: {seed: {"results": test.json, "counts": npz arrays}}}`` of the finished runs."""
+def load_runs(out, arms, seeds: int, runs_root=None, budget: int | None = None,
+              protocol: str = "model_size") -> dict:
+    """``{arm: {seed: {"results": scores, "counts": npz arrays}}}`` of the finished runs: their
+    final scores, or with ``budget`` their learning curve's point at that many steps."""
     runs: dict = {}
     for arm in arms:
         for seed in range(seeds):
-            folder = run_dir(out, arm, seed)
+            folder = result_dir(out, arm, seed, runs_root)
             if not (folder / "test.json").exists():
                 continue
-            with np.load(folder / "test_counts.npz") as z:
-                counts = {k: z[k] for k in z.files}
-            runs.setdefault(arm, {})[seed] = {
-                "results": json.loads((folder / "test.json").read_text()), "counts": counts}
+            if budget is None:
+                suffix = "" if protocol == "model_size" else f"_{protocol}"
+                scores, counts = folder / f"test{suffix}.json", folder / f"test_counts{suffix}.npz"
+                if not (scores.exists() and counts.exists()):
+                    continue
+                results = json.loads(scores.read_text())
+            else:
+                point = folder / "curve" / f"step{int(budget)}.json"
+                counts = folder / "curve" / f"step{int(budget)}_{protocol}.npz"
+                if not (point.exists() and counts.exists()):
+                    continue
+                results = json.loads(point.read_text())["protocols"][protocol]
+            with np.load(counts) as z:
+                arrays = {k: z[k].astype(np.int64) if k != "ids" else z[k] for k in z.files}
+            runs.setdefault(arm, {})[seed] = {"results": results, "counts": arrays}
     return runs
+
+
+def run_budgets(out, arms, seeds: int, runs_root=None) -> list[int]:
+    """The step budgets of the learning curve that every finished run scored."""
+    found = None
+    for arm in arms:
+        for seed in range(seeds):
+            folder = result_dir(out, arm, seed, runs_root)
+            if not (folder / "test.json").exists():
+                continue
+            steps = {int(p.stem[4:]) for p in (folder / "curve").glob("step*.json")}
+            found = steps if found is None else found & steps
+    return sorted(found or ())
 
 
 def _mean_std(values) -> dict:
@@ -156,9 +190,36 @@ def paired_comparison(base: dict, arm: dict, rng) -> dict:
     return out
 
 
-def build_report(out, arms, seeds: int, baseline: str = "sparse_ce") -> dict:
-    runs = load_runs(out, arms, seeds)
+#: Scores kept per budget in the learning curves of ``study.json``.
+CURVE_SCORES = ("mean_f1", "miou", "pixel_accuracy")
+
+
+def _compare_all(runs: dict, arms, baseline: str) -> dict:
     rng = np.random.default_rng(0)
+    return {arm: paired_comparison(runs[baseline], runs[arm], rng)
+            for arm in arms if arm != baseline and arm in runs and baseline in runs}
+
+
+def _curve_summary(runs: dict) -> dict:
+    """Per arm at one budget: the headline scores and the rare classes' F1 over seeds."""
+    out = {}
+    for arm, seed_runs in runs.items():
+        results = [seed_runs[s]["results"] for s in sorted(seed_runs)]
+        out[arm] = {"seeds": sorted(seed_runs),
+                    **{k: _mean_std([r[k] for r in results]) for k in CURVE_SCORES},
+                    "rare_f1": {L.CLASS_NAMES[c]: _mean_std(
+                        [r["per_class"][L.CLASS_NAMES[c]]["f1"] for r in results]) for c in RARE}}
+    return out
+
+
+def build_report(out, arms, seeds: int, baseline: str = "sparse_ce", runs_root=None) -> dict:
+    """The study's report. Its top level is the final budget under the model-size protocol
+    (``summary``, ``versus_baseline``); ``protocols`` holds both protocols' final tables,
+    ``budgets`` the learning curve's step budgets and ``curves`` every budget's scores and
+    verdicts; ``runs`` each run's ``steps`` and training time."""
+    from celebseg_utils.engine.scoring import PROTOCOL_TEXT, PROTOCOLS
+
+    runs = load_runs(out, arms, seeds, runs_root)
     complete = [s for s in range(seeds) if all(s in runs.get(a, {}) for a in arms)]
     report = {"arms": [a for a in arms if a in runs], "seeds_requested": seeds,
               "seeds_complete": len(complete), "baseline": baseline,
@@ -168,16 +229,60 @@ def build_report(out, arms, seeds: int, baseline: str = "sparse_ce") -> dict:
                                        f"{BOOTSTRAP_SAMPLES}-resample paired bootstrap over test "
                                        "faces of the seed-averaged difference (95% interval), "
                                        "and a difference beyond twice the larger seed-to-seed "
-                                       "standard deviation; a difference holds when all three agree"},
+                                       "standard deviation; a difference holds when all three agree",
+                         "model": "the model at the run's step budget (final.keras), not the "
+                                  "best validation checkpoint",
+                         "protocols": dict(PROTOCOL_TEXT)},
               "summary": {a: summarise_arm(runs[a]) for a in arms if a in runs},
-              "versus_baseline": {}}
-    for arm in report["arms"]:
-        if arm != baseline and baseline in runs:
-            report["versus_baseline"][arm] = paired_comparison(runs[baseline], runs[arm], rng)
-    args = Path(out) / "study_args.json"
+              "versus_baseline": {}, "protocols": {}, "runs": {}}
+    report["versus_baseline"] = _compare_all(runs, report["arms"], baseline)
+    for protocol in PROTOCOLS:
+        p_runs = load_runs(out, arms, seeds, runs_root, protocol=protocol)
+        report["protocols"][protocol] = {
+            "summary": {a: summarise_arm(p_runs[a]) for a in arms if a in p_runs},
+            "versus_baseline": _compare_all(p_runs, report["arms"], baseline)}
+    for arm, seed_runs in runs.items():
+        report["runs"][arm] = {str(s): {"steps": r["results"].get("steps"),
+                                        "train_seconds": r["results"].get("train_seconds"),
+                                        "image_size": r["results"].get("image_size")}
+                               for s, r in sorted(seed_runs.items())}
+    report["budgets"] = run_budgets(out, arms, seeds, runs_root)
+    report["curves"] = {}
+    for budget in report["budgets"]:
+        entry = {}
+        for protocol in PROTOCOLS:
+            b_runs = load_runs(out, arms, seeds, runs_root, budget=budget, protocol=protocol)
+            entry[protocol] = {"summary": _curve_summary(b_runs),
+                               "versus_baseline": _compare_all(b_runs, report["arms"], baseline)}
+        report["curves"][str(budget)] = entry
+    steps = sorted({r["steps"] for a in report["runs"].values() for r in a.values()
+                    if r["steps"] is not None})
+    sizes = sorted({r["image_size"] for a in report["runs"].values() for r in a.values()
+                    if r["image_size"] is not None})
+    report["steps"] = steps[0] if len(steps) == 1 else steps
+    report["image_size"] = sizes[0] if len(sizes) == 1 else sizes
+    args = Path(runs_root or out) / "study_args.json"
     if args.exists():
         report["settings"] = json.loads(args.read_text())
+        report["settings"].pop("config", None)
     return report
+
+
+def budget_title(report: dict) -> str:
+    """What trained the models of a report: steps, image size, seeds.
+
+    >>> budget_title({"steps": 4000, "image_size": 128, "seeds_complete": 3, "arms": ["a"]})
+    '4,000 steps, 128 px, 3 complete seeds'
+    >>> budget_title({"arms": [], "seeds_complete": 0})
+    'steps not recorded, size not recorded, 0 complete seeds'
+    """
+    steps = report.get("steps")
+    size = report.get("image_size")
+    steps_text = (f"{steps:,} steps" if isinstance(steps, int) else
+                  "steps " + "/".join(f"{s:,}" for s in steps) if steps else "steps not recorded")
+    size_text = f"{size} px" if isinstance(size, int) else (
+        "/".join(map(str, size)) + " px" if size else "size not recorded")
+    return f"{steps_text}, {size_text}, {report.get('seeds_complete', 0)} complete seeds"
 
 
 def _pm(stat: dict, digits: int = 3) -> str:
@@ -189,9 +294,11 @@ def _pm(stat: dict, digits: int = 3) -> str:
 def study_markdown(report: dict) -> str:
     arms, summary = report["arms"], report["summary"]
     n_facial = min((summary[a]["facial_classes_averaged"] for a in arms), default=0)
-    lines = [f"# The loss study: {len(arms)} arms, {report['seeds_complete']} complete seeds", "",
-             f"Test split; mean ± standard deviation over seeds. Mean F1 over the facial classes "
-             f"present (at least {n_facial} of 18), mIoU over 19 classes.", "",
+    lines = [f"# The loss study: {len(arms)} arms, {report['seeds_complete']} complete seeds "
+             f"({budget_title(report)})", "",
+             f"Test split, scored at the model's input size; mean ± standard deviation over "
+             f"seeds. Mean F1 over the facial classes present (at least {n_facial} of 18), mIoU "
+             f"over 19 classes.", "",
              "| arm | seeds | mean F1 | mIoU | pixel accuracy | " + " | ".join(
                  f"F1 {_name(c)}" for c in RARE) + " |",
              "|---|---:|---:|---:|---:|" + "---:|" * len(RARE)]
@@ -208,6 +315,22 @@ def study_markdown(report: dict) -> str:
         cells = [f"{_pm(pc[L.CLASS_NAMES[c]]['precision'], 2)} / {_pm(pc[L.CLASS_NAMES[c]]['recall'], 2)}"
                  for c in RARE]
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
+    label = (report.get("protocols") or {}).get("label_size")
+    if label and label["summary"]:
+        lines += ["", "## At the labels' own size (the published tables' protocol)", "",
+                  "Logits upsampled to the 512 px label maps before the argmax; one confusion "
+                  "matrix over the test split.", "",
+                  "| arm | seeds | mean F1 | mIoU | pixel accuracy | " + " | ".join(
+                      f"F1 {_name(c)}" for c in RARE) + " |",
+                  "|---|---:|---:|---:|---:|" + "---:|" * len(RARE)]
+        for a in arms:
+            if a not in label["summary"]:
+                continue
+            s_ = label["summary"][a]
+            cells = [_pm(s_["per_class"][L.CLASS_NAMES[c]]["f1"]) for c in RARE]
+            lines.append(f"| {a} | {len(s_['seeds'])} | {_pm(s_['mean_f1'])} | {_pm(s_['miou'])} "
+                         f"| {_pm(s_['pixel_accuracy'])} | " + " | ".join(cells) + " |")
+    lines += curve_markdown(report)
     if report["versus_baseline"]:
         lines += ["", f"## Against {report['baseline']}, paired by seed", "",
                   "Difference of the arm minus the baseline (mean over seeds); the per-seed "
@@ -240,6 +363,73 @@ def study_markdown(report: dict) -> str:
                       f"`{' '.join(settings['overrides']) or 'none'}`, prepared folder "
                       f"`{Path(settings['prepared']).name}`."]
     return "\n".join(lines) + "\n"
+
+
+def curve_markdown(report: dict, protocol: str = "model_size") -> list[str]:
+    """The learning curve as a table: each arm's mean-F1 difference from the baseline at each
+    step budget, in bold where it holds (the same three checks)."""
+    budgets = report.get("budgets") or []
+    if not budgets or not report.get("versus_baseline"):
+        return []
+    lines = ["", f"## Learning curve: mean F1 minus {report['baseline']} at each step budget", "",
+             "The same runs scored on the test split after each number of training steps (the "
+             "learning rate still decaying towards the run's end); **bold** where the difference "
+             "holds by the three checks.", "",
+             "| arm | " + " | ".join(f"{b:,} steps" for b in budgets) + " |",
+             "|---|" + "---:|" * len(budgets)]
+    for arm in report["versus_baseline"]:
+        cells = []
+        for b in budgets:
+            comp = report["curves"][str(b)][protocol]["versus_baseline"].get(arm, {}).get("mean_f1")
+            if comp is None:
+                cells.append("n/a")
+                continue
+            text = f"{comp['diff_mean']:+.3f}"
+            cells.append(f"**{text}**" if comp["holds"] else text)
+        lines.append(f"| {arm} | " + " | ".join(cells) + " |")
+    return lines
+
+
+def plot_learning_curves(report: dict, path=None, protocol: str = "model_size"):
+    """Each arm's difference from the baseline against training steps: mean F1 and the rare
+    classes' F1; the line is the mean over seeds, the band the seeds' range."""
+    from celebseg_utils.visualization.viz import save_figure
+
+    plt = _pyplot()
+    budgets = report.get("budgets") or []
+    keys = ["mean_f1"] + [L.CLASS_NAMES[c] for c in RARE]
+    fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.8), sharex=True)
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    arms = [a for a in report["arms"] if a != report["baseline"]]
+    for ax, key in zip(axes, keys):
+        for j, arm in enumerate(arms):
+            xs, mean, lo, hi = [], [], [], []
+            for b in budgets:
+                comp = report["curves"][str(b)][protocol]["versus_baseline"].get(arm, {}).get(key)
+                if comp is None or not np.isfinite(comp["diff_mean"]):
+                    continue
+                per_seed = [d for d in comp["diff_per_seed"] if d is not None and np.isfinite(d)]
+                xs.append(b)
+                mean.append(comp["diff_mean"])
+                lo.append(min(per_seed))
+                hi.append(max(per_seed))
+            colour = colours[j % len(colours)]
+            ax.plot(xs, mean, marker="o", ms=3, color=colour, label=arm)
+            ax.fill_between(xs, lo, hi, color=colour, alpha=0.15, lw=0)
+        ax.axhline(0, color="#888", lw=0.8)
+        ax.set_xscale("log", base=2)
+        ax.set_xticks(budgets)
+        ax.set_xticklabels([f"{b:,}" for b in budgets], rotation=45, fontsize=7)
+        ax.set_xlabel("training steps")
+        ax.set_title("mean F1" if key == "mean_f1" else f"F1 {L.DISPLAY_NAMES[key]}")
+    axes[0].set_ylabel(f"difference from {report['baseline']}")
+    axes[-1].legend(fontsize=7, loc="best")
+    fig.suptitle(f"Loss study learning curves, test split (real faces, {budget_title(report)}); "
+                 f"band: range over seeds")
+    fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
 
 
 def _pyplot():
@@ -316,16 +506,20 @@ def plot_rare_precision_recall(report: dict, path=None):
     return fig
 
 
-def plot_test_faces(out, report: dict, seed: int = 0, path=None):
-    """Rows: test faces; columns: photo, ground truth, then each arm's prediction (one seed)."""
+def plot_test_faces(out, report: dict, seed: int = 0, path=None, runs_root=None):
+    """Rows: test faces; columns: photo, ground truth, then each arm's prediction (one seed).
+    None when the prepared folder the study read is not on this machine."""
     from celebseg_utils.data import layout
     from celebseg_utils.visualization.viz import colorize, plot_grid, resize_label
 
     prepared = Path(report["settings"]["prepared"])
-    arms = [a for a in report["arms"] if (run_dir(out, a, seed) / "test_faces.npz").exists()]
+    if not (prepared / "prepare.json").exists():
+        return None
+    arms = [a for a in report["arms"]
+            if (result_dir(out, a, seed, runs_root) / "test_faces.npz").exists()]
     preds = {}
     for a in arms:
-        with np.load(run_dir(out, a, seed) / "test_faces.npz") as z:
+        with np.load(result_dir(out, a, seed, runs_root) / "test_faces.npz") as z:
             preds[a] = {int(k): z[k] for k in z.files}
     ids = sorted(set.intersection(*(set(p) for p in preds.values()))) if preds else []
     from PIL import Image
@@ -341,17 +535,23 @@ def plot_test_faces(out, report: dict, seed: int = 0, path=None):
     return plot_grid(rows, ["photo", "ground truth"] + arms, path=path)
 
 
-def write_study_report(out, arms, seeds: int) -> dict:
-    """Write ``study.json``, ``study.md`` and ``figures/`` into ``out``; returns the report."""
+def write_study_report(out, arms, seeds: int, runs_root=None) -> dict:
+    """Write ``study.json``, ``study.md`` and ``figures/`` into ``out``; returns the report.
+    ``runs_root``: where the runs' result files are (default ``out/runs``)."""
     out = Path(out)
-    report = build_report(out, arms, seeds)
+    report = build_report(out, arms, seeds, runs_root=runs_root)
     atomic_write_json(out / "study.json", report)
     atomic_write_text(out / "study.md", study_markdown(report))
     if report["arms"]:
         import matplotlib.pyplot as plt
 
-        for fig in (plot_per_class_f1(report, out / "figures" / "per_class_f1.png"),
-                    plot_rare_precision_recall(report, out / "figures" / "rare_precision_recall.png"),
-                    plot_test_faces(out, report, path=out / "figures" / "test_faces.png")):
-            plt.close(fig)
+        figures = [plot_per_class_f1(report, out / "figures" / "per_class_f1.png"),
+                   plot_rare_precision_recall(report, out / "figures" / "rare_precision_recall.png"),
+                   plot_test_faces(out, report, path=out / "figures" / "test_faces.png",
+                                   runs_root=runs_root)]
+        if report["budgets"] and report["versus_baseline"]:
+            figures.append(plot_learning_curves(report, out / "figures" / "learning_curves.png"))
+        for fig in figures:
+            if fig is not None:
+                plt.close(fig)
     return report

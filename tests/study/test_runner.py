@@ -158,3 +158,50 @@ def test_a_study_folder_refuses_other_settings(tmp_path):
         "arms": ["sparse_ce"], "seeds": 1}))
     with pytest.raises(CelebsegError, match=r"other settings \(overrides: \['epochs=2'\] -> \['epochs=1'\]\)"):
         study.run_loss_study(prepared, out, arms="sparse_ce", seeds=1, overrides=["epochs=1"])
+
+
+@pytest.mark.slow
+def test_a_study_with_a_step_budget_keeps_its_learning_curve_apart_from_the_models(tmp_path):
+    prepared = make_tiny_prepared(tmp_path, count=24, image_size=64)
+    out, results = tmp_path / "work", tmp_path / "results"
+    small = ["image_size=64", "batch_size=2", "validation_steps=1", "data.augment=false"]
+    report = study.run_loss_study(prepared, out, arms="sparse_ce,dice", seeds=1,
+                                  overrides=small, steps=4, curve_every=2, results=results,
+                                  progress=False)
+    assert report["budgets"] == [2, 4] and report["steps"] == 4 and report["image_size"] == 64
+    assert report["runs"]["dice"]["0"]["steps"] == 4
+    for budget in ("2", "4"):
+        for protocol in ("model_size", "label_size"):
+            entry = report["curves"][budget][protocol]
+            assert set(entry["summary"]) == {"sparse_ce", "dice"}
+            assert "mean_f1" in entry["versus_baseline"]["dice"]
+    run = results / "arms" / "dice" / "seed0"
+    point = json.loads((run / "curve" / "step4.json").read_text())
+    final = json.loads((run / "test.json").read_text())
+    # the curve's last point is the final model: the same counts
+    assert point["protocols"]["model_size"]["confusion_matrix"] == final["confusion_matrix"]
+    assert json.loads((run / "test_label_size.json").read_text())["image_size"] == 64
+    assert not list(results.rglob("*.keras")) and list(out.rglob("final.keras"))
+    assert (results / "figures" / "learning_curves.png").stat().st_size > 10_000
+    md = (results / "study.md").read_text()
+    assert "4 steps, 64 px, 1 complete seeds" in md and "Learning curve" in md
+    # the same settings in another order are the same study: nothing to run again
+    again = study.run_loss_study(prepared, out, arms="sparse_ce,dice", seeds=1,
+                                 overrides=list(reversed(small)), steps=4, curve_every=2,
+                                 results=results, progress=False)
+    assert again["runs"] == report["runs"]
+    with pytest.raises(CelebsegError, match=r"other settings \(batch_size: 2 -> 4\)"):
+        study.run_loss_study(prepared, out, arms="sparse_ce", seeds=1,
+                             overrides=[*small, "batch_size=4"], steps=4, curve_every=2,
+                             results=results, progress=False)
+
+
+def test_budget_overrides_put_the_curve_on_epoch_ends():
+    from celebseg_utils.engine.callbacks import CurvePoints
+
+    lines = study.budget_overrides(4000)
+    assert lines == ["steps_per_epoch=250", "epochs=16",
+                     "curve_steps=[250, 500, 1000, 2000, 4000]"]
+    assert CurvePoints.reachable([250, 500, 1000, 2000, 4000], 250, 16)[1] == []
+    with pytest.raises(CelebsegError, match="--steps must be positive"):
+        study.budget_overrides(0)

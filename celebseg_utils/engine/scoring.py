@@ -1,0 +1,207 @@
+"""The one evaluation loop: a split streamed through a model into confusion counts.
+
+``train``'s test pass, ``celebseg evaluate``, the loss study and its learning curves all
+score through :func:`score_split`, so their numbers agree by construction. One forward pass
+gives, for each requested *protocol*:
+
+- ``"model_size"``: argmax at the model's input size, against the label map resized to it
+  with nearest neighbour (what ``evaluate`` has always reported);
+- ``"label_size"``: the logits upsampled bilinearly to the label map's own size (512 px for
+  CelebAMask-HQ) before the argmax, against the label as stored. This is how the published
+  face-parsing tables score (one confusion matrix summed over the test set at the labels'
+  resolution, e.g. SegFace, FaRL), so only this protocol's numbers compare with them.
+
+Each protocol's :class:`SplitScores` holds the summed confusion matrix and per-image
+``tp``/``fp``/``fn`` per class (what the study's bootstrap resamples), and writes the
+``results.json`` schema (:meth:`SplitScores.results`).
+
+>>> import numpy as np, keras
+>>> from celebseg_utils.models.deeplab import build_model
+>>> scored = score_split(build_model(backbone="mobilenet_v3_large", image_size=64),
+...                      "prep", "test", protocols=("model_size", "label_size"))  # doctest: +SKIP
+>>> scored["label_size"].results()["mean_f1"]  # doctest: +SKIP
+0.41
+"""
+
+from __future__ import annotations
+
+from dataclasses import dataclass, field
+from pathlib import Path
+
+import numpy as np
+
+from celebseg_utils import labels as L
+from celebseg_utils.errors import CelebsegError
+from celebseg_utils.fileio import json_safe
+
+PROTOCOLS = ("model_size", "label_size")
+#: What each protocol means, for reports.
+PROTOCOL_TEXT = {
+    "model_size": "argmax at the model's input size, labels resized to it (nearest)",
+    "label_size": "logits upsampled (bilinear) to the labels' own size before the argmax, "
+                  "one confusion matrix over the split (the published tables' protocol)",
+}
+
+
+@dataclass
+class SplitScores:
+    """One protocol's counts over a split: ``confusion`` (C, C) and per-image ``tp``, ``fp``,
+    ``fn`` (N, C), in the split's order (``ids``), at ``image_size``."""
+
+    protocol: str
+    split: str
+    ids: np.ndarray
+    confusion: np.ndarray
+    tp: np.ndarray
+    fp: np.ndarray
+    fn: np.ndarray
+    image_size: int
+    predictions: dict = field(default_factory=dict)
+
+    def results(self, **extra) -> dict:
+        """The ``results.json`` schema (strict JSON: NaN -> null) plus ``extra`` keys.
+
+        >>> c = np.eye(19, dtype=np.int64)
+        >>> s = SplitScores("model_size", "test", np.array([0]), c, np.ones((1, 19), np.int64),
+        ...                 np.zeros((1, 19), np.int64), np.zeros((1, 19), np.int64), 64)
+        >>> r = s.results(); r["mean_f1"], r["num_images"], r["protocol"]
+        (1.0, 1, 'model_size')
+        """
+        from celebseg_utils.models.metrics import scores_from_confusion
+
+        return json_safe({**scores_from_confusion(self.confusion, class_names=L.CLASS_NAMES),
+                          "split": self.split, "num_images": int(len(self.ids)),
+                          "image_size": int(self.image_size), "protocol": self.protocol,
+                          **extra, "confusion_matrix": self.confusion.tolist()})
+
+    def counts(self) -> dict:
+        """``ids``, ``tp``, ``fp``, ``fn`` as arrays (the study's ``*.npz`` keys)."""
+        return {"ids": np.asarray(self.ids), "tp": self.tp, "fp": self.fp, "fn": self.fn}
+
+    def save_counts(self, path) -> Path:
+        """The per-image counts as a compressed ``.npz`` (int32: a 512 px map has 262,144
+        pixels), written atomically."""
+        from celebseg_utils.fileio import atomic_path
+
+        path = Path(path)
+        with atomic_path(path) as tmp:
+            with open(tmp, "wb") as fh:
+                np.savez_compressed(fh, ids=np.asarray(self.ids), tp=self.tp.astype(np.int32),
+                                    fp=self.fp.astype(np.int32), fn=self.fn.astype(np.int32))
+        return path
+
+
+def _read_label(prepared: Path, k: int) -> np.ndarray:
+    from PIL import Image
+
+    from celebseg_utils.data import layout
+
+    with Image.open(layout.label_path(prepared, k)) as im:
+        return np.asarray(im)
+
+
+def score_split(model, prepared, split: str = "test", batch_size: int = 8,
+                protocols=("model_size",), keep_ids=(), progress: bool = False,
+                ids=None, image_size: int | None = None) -> dict:
+    """``{protocol: SplitScores}`` of ``model`` (a keras.Model) over ``split``, one pass.
+
+    ``keep_ids``: image ids whose predicted label maps (uint8, at each protocol's size) are
+    kept in ``SplitScores.predictions``. ``ids``: the split's ids when the caller has read
+    them (else read here). ``image_size``: the input size for a model built without one
+    (default: the model's own). The label-size protocol reads the prepared label PNGs.
+    """
+    from tqdm.auto import tqdm
+
+    from celebseg_utils.data import layout
+    from celebseg_utils.data.pipeline import make_dataset
+    from celebseg_utils.models.metrics import confusion_matrix_np
+
+    for p in protocols:
+        if p not in PROTOCOLS:
+            raise CelebsegError(f"unknown scoring protocol {p!r}; use one of {', '.join(PROTOCOLS)}")
+    if batch_size < 1:
+        raise CelebsegError(f"--batch-size must be at least 1 (got {batch_size})")
+    prepared_text = str(prepared)
+    if "label_size" in protocols and "://" in prepared_text:
+        raise CelebsegError(f"{prepared}: the label-size protocol reads label PNGs from a local "
+                            f"prepared folder")
+    if ids is None:
+        ids = (_read_remote_split(prepared_text, split) if "://" in prepared_text
+               else layout.read_split(Path(prepared), split))
+    ids = list(ids)
+    if not ids:
+        raise CelebsegError(f"the {split} split of {prepared} is empty: nothing to evaluate")
+    size = model_input_size(model) if image_size is None else int(image_size)
+    dataset = make_dataset(prepared_text, split, image_size=size, batch_size=batch_size)
+    n, c = len(ids), L.NUM_CLASSES
+    state = {p: {"cm": np.zeros((c, c), np.int64), "tp": np.zeros((n, c), np.int64),
+                 "fp": np.zeros((n, c), np.int64), "fn": np.zeros((n, c), np.int64),
+                 "kept": {}, "size": size} for p in protocols}
+    keep = set(int(k) for k in keep_ids)
+    bar = tqdm(total=n, desc=f"evaluate {split}", unit="img", disable=not progress)
+    i = 0
+    for images, truth in dataset:
+        logits = model.predict_on_batch(images)
+        pred_small = np.argmax(logits, axis=-1)
+        truth_small = truth.numpy()[..., 0]
+        for j in range(pred_small.shape[0]):
+            if i + j >= n:
+                raise CelebsegError(f"the {split} split's dataset gave more images than its "
+                                    f"{n} ids: prepare the folder again")
+            k = int(ids[i + j])
+            for p in protocols:
+                if p == "model_size":
+                    t, pred = truth_small[j], pred_small[j]
+                else:
+                    t = _read_label(Path(prepared), k)
+                    pred = _upsampled_argmax(logits[j], t.shape[:2])
+                    state[p]["size"] = int(t.shape[0])
+                m = confusion_matrix_np(t, pred)
+                s = state[p]
+                s["cm"] += m
+                diag = np.diag(m)
+                s["tp"][i + j], s["fp"][i + j], s["fn"][i + j] = (
+                    diag, m.sum(axis=0) - diag, m.sum(axis=1) - diag)
+                if k in keep:
+                    s["kept"][k] = pred.astype(np.uint8)
+        i += pred_small.shape[0]
+        bar.update(pred_small.shape[0])
+    bar.close()
+    if i != n:
+        raise CelebsegError(f"the {split} split lists {n} images but its dataset gave {i}: "
+                            f"prepare the folder again")
+    return {p: SplitScores(p, split, np.asarray(ids), s["cm"], s["tp"], s["fp"], s["fn"],
+                           s["size"], s["kept"]) for p, s in state.items()}
+
+
+def _read_remote_split(prepared: str, split: str) -> list[int]:
+    import tensorflow as tf  # tf.io.gfile reads gs://
+
+    path = f"{prepared.rstrip('/')}/splits/{split}.txt"
+    try:
+        with tf.io.gfile.GFile(path, "r") as fh:
+            return [int(k) for k in fh.read().split()]
+    except Exception:  # noqa: BLE001 - NotFoundError or a permission error
+        raise CelebsegError(f"cannot read split file {path}") from None
+
+
+def _upsampled_argmax(logits: np.ndarray, shape) -> np.ndarray:
+    import tensorflow as tf
+
+    if tuple(logits.shape[:2]) == tuple(shape):
+        return np.argmax(logits, axis=-1)
+    up = tf.image.resize(logits[None].astype(np.float32), shape, method="bilinear")
+    return np.argmax(up[0].numpy(), axis=-1)
+
+
+def model_input_size(model) -> int:
+    """The square input size a model was built for (``train`` builds fixed-size models).
+
+    >>> from celebseg_utils.models.deeplab import build_model
+    >>> model_input_size(build_model(backbone="mobilenet_v3_large", image_size=64))
+    64
+    """
+    size = tuple(model.input_shape)[1]
+    if size is None:
+        raise CelebsegError(f"model {model.name} has no fixed input size")
+    return int(size)
