@@ -41,7 +41,8 @@ from celebseg_utils.study import plateau  # noqa: E402
 
 ARMS = "sparse_ce,ce_onehot,pixel_weighted_ce,weighted_ce,dice,jaccard,ce_dice"
 #: The --set lines every run shares (ladder and study alike: the ladder's run is reused).
-SHARED = ["--preset", "cpu-real", "--set", "validation_steps=10"]
+SHARED = ["--preset", "cpu-real", "--set", "validation_steps=10",
+          "--set", "time_budget_minutes=none"]  # fixed steps, whatever the preset's budget
 
 
 def log(message: str) -> None:
@@ -68,6 +69,17 @@ def study(prepared, out, results, arms, seeds, steps, max_runs=None, dry=False) 
     return subprocess.run(cmd, cwd=REPO).returncode
 
 
+def write_ladder(ladder_root: Path) -> dict:
+    """plateau.json and plateau.png from the finished rungs."""
+    import matplotlib.pyplot as plt
+
+    report = plateau.ladder_report(ladder_root)
+    (ladder_root / "plateau.json").write_text(json.dumps(report, indent=2) + "\n")
+    if report["rungs"]:
+        plt.close(plateau.plot_ladder(report, ladder_root / "plateau.png"))
+    return report
+
+
 def finished_runs(results: Path) -> int:
     return len(list(results.glob("arms/*/seed*/test.json")))
 
@@ -83,9 +95,18 @@ def main(argv=None) -> int:
     parser.add_argument("--results", default=str(REPO / "figures" / "study"))
     parser.add_argument("--commit", action="store_true", help="git commit each finished run")
     parser.add_argument("--dry-run", action="store_true")
+    parser.add_argument("--report-only", action="store_true",
+                        help="rewrite plateau.json/png and the study report, train nothing")
     args = parser.parse_args(argv)
     results, work = Path(args.results), Path(args.work)
     ladder_root = results / "plateau"
+    if args.report_only:
+        write_ladder(ladder_root)
+        if finished_runs(results):
+            from celebseg_utils.study.report import write_study_report
+
+            write_study_report(results, args.arms.split(","), args.seeds, runs_root=results)
+        return 0
 
     while True:  # 1. the ladder
         scores = {int(f.name[5:]): plateau.rung_score(f) for f in ladder_root.glob("steps*")}
@@ -104,8 +125,7 @@ def main(argv=None) -> int:
         if code != 0:
             log(f"the ladder's run of {rung} steps failed ({code})")
             return code
-        report = plateau.ladder_report(ladder_root)
-        (ladder_root / "plateau.json").write_text(json.dumps(report, indent=2) + "\n")
+        report = write_ladder(ladder_root)
         if args.commit:
             git_commit([ladder_root], f"study ladder: sparse_ce seed 0, {rung} steps "
                                       f"(test mean F1 {report['rungs'][str(rung)]['model_size']:.3f})")
