@@ -36,6 +36,7 @@ from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
+sys.path.insert(0, str(REPO / "scripts"))
 
 from celebseg_utils.study import plateau  # noqa: E402
 
@@ -50,6 +51,11 @@ def log(message: str) -> None:
 
 
 def git_commit(paths, message: str) -> None:
+    """Commit ``paths`` and the README, whose study blocks are rewritten from them first."""
+    import update_readme_study
+
+    update_readme_study.main([])
+    paths = [*paths, REPO / "README.md"]
     subprocess.run(["git", "add", "--", *map(str, paths)], cwd=REPO, check=False)
     done = subprocess.run(["git", "commit", "-q", "-m", message, "--", *map(str, paths)],
                           cwd=REPO, check=False, capture_output=True, text=True)

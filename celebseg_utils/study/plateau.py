@@ -105,8 +105,9 @@ def plot_ladder(report: dict, path=None):
         ax.axvline(report["plateau_steps"], color="#2ca02c", ls=":",
                    label=f"plateau: {report['plateau_steps']:,} steps")
     ax.set_xscale("log", base=2)
-    ax.set_xticks(xs)
-    ax.set_xticklabels([f"{b:,}" for b in xs])
+    ticks = sorted(set(xs) | {int(s) for r in rungs.values() for s in r["curve"]})
+    ax.set_xticks(ticks)
+    ax.set_xticklabels([f"{b:,}" for b in ticks], fontsize=8)
     ax.set_xlabel("training steps (batch 8, 128 px)")
     ax.set_ylabel("test mean F1 (18 facial classes)")
     ax.set_title("sparse_ce on real faces, seed 0: where more steps stop paying")
