@@ -1,8 +1,12 @@
 """The ``celebseg`` command (also ``python -m celebseg_utils``).
 
-Each sub-command lives in the module that owns its concern; this file only maps command
-names to ``module:add_arguments`` / ``module:run`` pairs and imports a module when its
-command runs, so ``celebseg --help`` stays fast (no TensorFlow import).
+:data:`COMMANDS` is the table: command name -> :class:`Command` (its help line, its parser
+builder, its handler). Every command follows one pattern: its options and its run live in
+the module that owns it, as ``add_<command>_arguments(parser)`` and ``run_<command>(args) ->
+int``, and the builder and handler here import that module inside themselves, when that
+command is asked for, so ``celebseg --help`` stays fast (no TensorFlow import). ``train`` and
+``prepare`` are owned by ``engine/train_cli.py`` and ``data/prepare_cli.py``: importing
+``engine.train`` loads Keras, and ``prepare`` spans two modules (``prepare`` and ``fused``).
 
 A :class:`~celebseg_utils.errors.CelebsegError` (bad user input) becomes a one-line
 ``error: ...`` on stderr and exit status 2; argparse usage errors also exit 2.
@@ -16,36 +20,165 @@ from __future__ import annotations
 
 import argparse
 import copy
-import importlib
 import os
 import sys
 import time
-from typing import Sequence
+from typing import Callable, NamedTuple, Sequence
 
 from celebseg_utils.errors import CelebsegError
 
 #: When this process started (near enough): a time budget counts from here.
 STARTED = time.time()
 
-#: command -> (module, help). The module defines ``add_<cmd>_arguments(parser)`` and
-#: ``run_<cmd>(args) -> int``.
-COMMANDS: dict[str, tuple[str, str]] = {
-    "synth": ("celebseg_utils.data.synthetic.generator",
-              "write a CelebAMask-HQ-shaped folder of drawn faces"),
-    "download": ("celebseg_utils.data.download", "fetch, verify and unpack CelebAMask-HQ"),
-    "prepare": ("celebseg_utils.data.prepare_cli",
-                "fuse masks into label maps, write splits (and shards)"),
-    "stats": ("celebseg_utils.data.stats",
-              "class frequencies and class weights of the train split"),
-    "train": ("celebseg_utils.engine.train_cli", "train a DeepLabV3+ model (resumable)"),
-    "evaluate": ("celebseg_utils.engine.evaluate", "per-class IoU/F1 of a model on a split"),
-    "study": ("celebseg_utils.study.runner",
-              "the loss study: every loss arm x seed, trained and tested alike"),
-    "compare": ("celebseg_utils.engine.evaluate",
-                "put several runs' per-class scores side by side"),
-    "predict": ("celebseg_utils.engine.predict", "label map and colour overlay for images"),
-    "export": ("celebseg_utils.engine.export", "export a model to SavedModel, TFLite or ONNX"),
-    "demo": ("celebseg_utils.demo", "the whole pipeline on synthetic faces, on CPU, in minutes"),
+
+class Command(NamedTuple):
+    """One row of :data:`COMMANDS`: what ``celebseg NAME --help`` says, the function that adds
+    the command's options to its parser, and the one that runs it (returns the exit status).
+
+    A NamedTuple, not a dataclass: ``dataclasses`` imports ``inspect``, 8 ms of every start.
+    """
+
+    help: str
+    add_arguments: Callable[[argparse.ArgumentParser], None]
+    run: Callable[[argparse.Namespace], int]
+
+
+# --------------------------------------------------------------------------- builders, handlers
+# Two functions per command, in the order of the table; each imports its module itself.
+
+def synth_parser(parser):
+    from celebseg_utils.data.synthetic.generator import add_synth_arguments
+    add_synth_arguments(parser)
+
+
+def synth_handler(args):
+    from celebseg_utils.data.synthetic.generator import run_synth
+    return run_synth(args)
+
+
+def download_parser(parser):
+    from celebseg_utils.data.download import add_download_arguments
+    add_download_arguments(parser)
+
+
+def download_handler(args):
+    from celebseg_utils.data.download import run_download
+    return run_download(args)
+
+
+def prepare_parser(parser):
+    from celebseg_utils.data.prepare_cli import add_prepare_arguments
+    add_prepare_arguments(parser)
+
+
+def prepare_handler(args):
+    from celebseg_utils.data.prepare_cli import run_prepare
+    return run_prepare(args)
+
+
+def stats_parser(parser):
+    from celebseg_utils.data.stats import add_stats_arguments
+    add_stats_arguments(parser)
+
+
+def stats_handler(args):
+    from celebseg_utils.data.stats import run_stats
+    return run_stats(args)
+
+
+def train_parser(parser):
+    from celebseg_utils.engine.train_cli import add_train_arguments
+    add_train_arguments(parser)
+
+
+def train_handler(args):
+    from celebseg_utils.engine.train_cli import run_train
+    return run_train(args)
+
+
+def evaluate_parser(parser):
+    from celebseg_utils.engine.evaluate import add_evaluate_arguments
+    add_evaluate_arguments(parser)
+
+
+def evaluate_handler(args):
+    from celebseg_utils.engine.evaluate import run_evaluate
+    return run_evaluate(args)
+
+
+def study_parser(parser):
+    from celebseg_utils.study.runner import add_study_arguments
+    add_study_arguments(parser)
+
+
+def study_handler(args):
+    from celebseg_utils.study.runner import run_study
+    return run_study(args)
+
+
+def compare_parser(parser):
+    from celebseg_utils.engine.evaluate import add_compare_arguments
+    add_compare_arguments(parser)
+
+
+def compare_handler(args):
+    from celebseg_utils.engine.evaluate import run_compare
+    return run_compare(args)
+
+
+def predict_parser(parser):
+    from celebseg_utils.engine.predict import add_predict_arguments
+    add_predict_arguments(parser)
+
+
+def predict_handler(args):
+    from celebseg_utils.engine.predict import run_predict
+    return run_predict(args)
+
+
+def export_parser(parser):
+    from celebseg_utils.engine.export import add_export_arguments
+    add_export_arguments(parser)
+
+
+def export_handler(args):
+    from celebseg_utils.engine.export import run_export
+    return run_export(args)
+
+
+def demo_parser(parser):
+    from celebseg_utils.demo import add_demo_arguments
+    add_demo_arguments(parser)
+
+
+def demo_handler(args):
+    from celebseg_utils.demo import run_demo
+    return run_demo(args)
+
+
+#: The table: ``celebseg NAME`` -> its help line, parser builder and handler (in help order).
+COMMANDS: dict[str, Command] = {
+    "synth": Command("write a CelebAMask-HQ-shaped folder of drawn faces",
+                     synth_parser, synth_handler),
+    "download": Command("fetch, verify and unpack CelebAMask-HQ",
+                        download_parser, download_handler),
+    "prepare": Command("fuse masks into label maps, write splits (and shards)",
+                       prepare_parser, prepare_handler),
+    "stats": Command("class frequencies and class weights of the train split",
+                     stats_parser, stats_handler),
+    "train": Command("train a DeepLabV3+ model (resumable)", train_parser, train_handler),
+    "evaluate": Command("per-class IoU/F1 of a model on a split",
+                        evaluate_parser, evaluate_handler),
+    "study": Command("the loss study: every loss arm x seed, trained and tested alike",
+                     study_parser, study_handler),
+    "compare": Command("put several runs' per-class scores side by side",
+                       compare_parser, compare_handler),
+    "predict": Command("label map and colour overlay for images",
+                       predict_parser, predict_handler),
+    "export": Command("export a model to SavedModel, TFLite or ONNX",
+                      export_parser, export_handler),
+    "demo": Command("the whole pipeline on synthetic faces, on CPU, in minutes",
+                    demo_parser, demo_handler),
 }
 
 
@@ -80,21 +213,21 @@ class _Parser(argparse.ArgumentParser):
         return super().parse_known_args(args, namespace)
 
 
-def _load(command: str):
-    return importlib.import_module(COMMANDS[command][0])
-
-
 def build_parser(commands: Sequence[str] | None = None) -> argparse.ArgumentParser:
-    """The full parser; only the modules of ``commands`` (default: all) are imported."""
+    """The full parser; only the modules of ``commands`` (default: all) are imported.
+
+    >>> build_parser(["synth"]).parse_args(["synth", "--out", "o", "--count", "2"]).count
+    2
+    """
     parser = _Parser(prog="celebseg", description="Face parsing on CelebAMask-HQ with DeepLabV3+.")
     from celebseg_utils import __version__
 
     parser.add_argument("--version", action="version", version=f"celebseg {__version__}")
     sub = parser.add_subparsers(dest="command", metavar="COMMAND", parser_class=_Parser)
-    for name, (_, help_text) in COMMANDS.items():
-        p = sub.add_parser(name, help=help_text, description=help_text)
+    for name, command in COMMANDS.items():
+        p = sub.add_parser(name, help=command.help, description=command.help)
         if commands is None or name in commands:
-            getattr(_load(name), f"add_{name}_arguments")(p)
+            command.add_arguments(p)
         else:
             p.add_argument("rest", nargs=argparse.REMAINDER, help=argparse.SUPPRESS)
     return parser
@@ -112,7 +245,7 @@ def main(argv: Sequence[str] | None = None) -> int:
         return 2
     args.started = STARTED
     try:
-        return int(getattr(_load(args.command), f"run_{args.command}")(args) or 0)
+        return int(COMMANDS[args.command].run(args) or 0)
     except CelebsegError as exc:
         print(f"error: {exc}", file=sys.stderr)
         return exc.exit_code

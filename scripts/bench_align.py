@@ -3,7 +3,7 @@
 Each of ``--count`` held-out faces (test split of a prepared real-face folder) is put into
 a ``--canvas`` px photo with a random rotation (+-30 degrees), scale (0.3-1.0) and offset,
 over a flat random colour; its label map goes along (nearest). The same model then parses
-the photo whole (``predict_logits``, as `celebseg predict` does) and through ``parse_photo``
+the photo whole (``predict_labels``, as `celebseg predict` does) and through ``parse_photo``
 (detect, align, parse, paste back), both with flip TTA; the confusion matrices of all
 photos give mean F1 (18 facial classes) and mIoU for each, beside the model on the
 original aligned photos. Every phase is timed per photo; the tables print medians.
@@ -43,8 +43,9 @@ sys.path.insert(0, str(REPO))
 
 from celebseg_utils.engine import align as A  # noqa: E402
 from celebseg_utils.engine.detect import FaceDetector  # noqa: E402
-from celebseg_utils.engine.predict import (  # noqa: E402
-    compose_parse, load_model, model_input_size, predict_logits, split_faces)
+from celebseg_utils.engine.inference import (  # noqa: E402
+    DEFAULT_INPUT_SIZE, input_size, load_model, predict_labels)
+from celebseg_utils.engine.predict import compose_parse, split_faces  # noqa: E402
 from celebseg_utils.models.metrics import confusion_matrix_np, scores_from_confusion  # noqa: E402
 
 
@@ -85,8 +86,8 @@ def random_placement(rng, canvas: int):
 
 
 def whole(model, image, tta):
-    (logits,) = predict_logits(model, [image], tta)
-    return logits.argmax(-1).astype(np.uint8)
+    (labels,) = predict_labels(model, [image], tta)
+    return labels
 
 
 def aligned(model, size, image, faces, tta, timings):
@@ -94,9 +95,8 @@ def aligned(model, size, image, faces, tta, timings):
     matrices = [A.face_matrix(f.landmarks, size) for f in faces]
     crops = [A.warp_to_crop(image, m, size) for m in matrices]
     t1 = time.perf_counter()
-    logits = predict_logits(model, crops, tta)
+    crop_labels = predict_labels(model, crops, tta)
     t2 = time.perf_counter()
-    crop_labels = [lg.argmax(-1).astype(np.uint8) for lg in logits]
     parse = compose_parse(image, faces, matrices, crops, crop_labels)
     t3 = time.perf_counter()
     timings["align (fit + crop + paste back + overlay)"].append((t1 - t0) + (t3 - t2))
@@ -128,7 +128,7 @@ def main(argv=None) -> int:
     faces_all = test_faces(args.prepared)
     picked = [faces_all[i] for i in sorted(rng.choice(len(faces_all), args.count, replace=False))]
     model = load_model(args.model)
-    size = model_input_size(model)
+    size = input_size(model, default=DEFAULT_INPUT_SIZE)
     detector = FaceDetector()
     whole(model, np.zeros((64, 64, 3), np.uint8), tta)  # build the traced graphs once
     detector(np.zeros((64, 64, 3), np.uint8))

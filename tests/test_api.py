@@ -20,6 +20,8 @@ OWNERS = {
     "load_config": "celebseg_utils.engine.config",
     "resolve_config": "celebseg_utils.engine.config",
     "train": "celebseg_utils.engine.train",
+    "load_model": "celebseg_utils.engine.inference",
+    "predict_labels": "celebseg_utils.engine.inference",
     "evaluate_model": "celebseg_utils.engine.evaluate",
     "predict_images": "celebseg_utils.engine.predict",
     "parse_photo": "celebseg_utils.engine.predict",

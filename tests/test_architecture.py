@@ -165,3 +165,33 @@ def test_import_celebseg_utils_does_not_import_tensorflow():
                           text=True, timeout=120)
     assert proc.returncode == 0, proc.stderr
     assert proc.stdout.strip() == "[]"
+
+
+def reachable(graph, start: str) -> set[str]:
+    """Every package module ``start`` imports, directly or through others."""
+    seen, todo = set(), [start]
+    while todo:
+        for target in graph.get(todo.pop(), ()):
+            if target not in seen:
+                seen.add(target)
+                todo.append(target)
+    return seen
+
+
+#: The training engine: loading or running a model needs none of it.
+TRAINING = {"celebseg_utils.engine.train", "celebseg_utils.engine.train_cli",
+            "celebseg_utils.engine.callbacks", "celebseg_utils.engine.budget"}
+
+
+@pytest.mark.parametrize("user", ["engine.inference", "engine.predict", "engine.export",
+                                  "interface.widgets", "interface.notebook_figures"])
+def test_loading_and_running_a_model_never_imports_the_training_engine(user):
+    # Issue #23: predict loaded models through evaluate, which loaded them through train.
+    reached = reachable(import_graph(), f"celebseg_utils.{user}")
+    assert "celebseg_utils.engine.inference" in reached or user == "engine.inference"
+    assert sorted(reached & TRAINING) == []
+
+
+def test_reachable_follows_imports_through_other_modules():
+    graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
+    assert reachable(graph, "a") == {"a", "b", "c"} and reachable(graph, "d") == {"a", "b", "c"}

@@ -29,73 +29,12 @@ import numpy as np
 
 from celebseg_utils import labels as L
 from celebseg_utils.data import layout
+from celebseg_utils.engine import inference
+# the one loader and input size, under the names evaluate's callers know
+from celebseg_utils.engine.inference import input_size as model_image_size  # noqa: F401
+from celebseg_utils.engine.inference import load_model as load_model_checked  # noqa: F401
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_write_json, atomic_write_text, json_safe
-
-
-def load_model_checked(model):
-    """A keras.Model from a model or a ``.keras`` path, checked to output 19-class maps.
-
-    A path may also be a run directory (its ``final.keras``). A missing path, a folder
-    without a model, a file that is not a ``.keras`` archive (a truncated copy) and a model
-    trained for another number of classes are user errors (:class:`CelebsegError`).
-
-    >>> load_model_checked("runs/demo/run/final.keras").output_shape  # doctest: +SKIP
-    (None, 128, 128, 19)
-    """
-    where = None
-    if isinstance(model, (str, Path)):
-        path = where = _model_file(Path(model))
-        from celebseg_utils.engine.train import load_trained_model
-
-        try:
-            model = load_trained_model(path)
-        except CelebsegError:
-            raise
-        except Exception as exc:  # noqa: BLE001 - a broken or foreign file is user input
-            raise CelebsegError(f"cannot load model {path}: {type(exc).__name__}: "
-                                f"{str(exc).splitlines()[0] if str(exc) else ''}") from None
-    shape = tuple(model.output_shape)
-    if len(shape) != 4 or shape[-1] != L.NUM_CLASSES:
-        raise CelebsegError(f"model {where or model.name} predicts {shape[-1]} classes (output "
-                            f"shape {shape}); celebseg needs one logit map per CelebAMask-HQ "
-                            f"class, {L.NUM_CLASSES}: use a model made by `celebseg train`")
-    return model
-
-
-def _model_file(path: Path) -> Path:
-    """The ``.keras`` file ``path`` names (a run directory names its ``final.keras``)."""
-    import zipfile
-
-    if path.is_dir():
-        if (path / "final.keras").is_file():
-            return path / "final.keras"
-        raise CelebsegError(f"{path} is a folder without a final.keras: pass a .keras file "
-                            f"(e.g. {path / 'best.keras'}) or a finished run directory")
-    if not path.exists():
-        raise CelebsegError(f"model {path} not found: train one with `celebseg train` or pass "
-                            f"the path of a .keras file")
-    # keras reports a truncated archive as "File not found", which sends users looking for it
-    if path.suffix == ".keras" and not zipfile.is_zipfile(path):
-        raise CelebsegError(f"model {path} is not a .keras archive (truncated or corrupt copy?): "
-                            f"copy it again or re-export it from the run directory")
-    return path
-
-
-def model_image_size(model, default: int | None = None) -> int:
-    """The square input size a model was built for (``default`` when it has none).
-
-    >>> import keras
-    >>> inputs = keras.Input((None, None, 3))
-    >>> model_image_size(keras.Model(inputs, inputs), default=512)
-    512
-    """
-    size = tuple(model.input_shape)[1]
-    if size is None:
-        if default is None:
-            raise CelebsegError(f"model {model.name} has no fixed input size; pass image_size")
-        return int(default)
-    return int(size)
 
 
 def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_size: int = 8,
@@ -116,14 +55,14 @@ def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_siz
 
     if batch_size < 1:
         raise CelebsegError(f"--batch-size must be at least 1 (got {batch_size})")
-    model_path = _model_file(Path(model)) if isinstance(model, (str, Path)) else None
+    model_path = inference.model_file(model) if isinstance(model, (str, Path)) else None
     out = results_path(model_path, split, out)
-    model = load_model_checked(model_path or model)
+    model = inference.load_model(model_path or model)
     info = layout.read_prepare_info(Path(prepared_dir))
     ids = layout.read_split(Path(prepared_dir), split)
     if not ids:
         raise CelebsegError(f"the {split} split of {prepared_dir} is empty: nothing to evaluate")
-    size = model_image_size(model, default=info.get("label_size"))
+    size = inference.input_size(model, default=info.get("label_size"))
     scored = score_split(model, prepared_dir, split, batch_size=batch_size, protocols=(protocol,),
                          progress=progress, ids=ids, image_size=size)[protocol]
     results = scored.results(model=str(model_path) if model_path else model.name)

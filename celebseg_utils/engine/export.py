@@ -109,7 +109,8 @@ def _check_out(out: Path, format: str) -> None:
 
 
 def export_model(model, format: str = "savedmodel", out=None) -> Path:
-    """Export ``model`` (keras.Model or ``.keras`` path) to ``out``; returns ``out``.
+    """Export ``model`` (a keras.Model or a path :func:`~celebseg_utils.engine.inference.load_model`
+    loads) to ``out``; returns ``out``.
 
     ``format``: "savedmodel" (a folder; an earlier SavedModel there is replaced, any other
     non-empty folder is refused), "tflite" or "onnx" (a file).
@@ -117,7 +118,7 @@ def export_model(model, format: str = "savedmodel", out=None) -> Path:
     >>> export_model("runs/demo/best.keras", "tflite", "model.tflite")  # doctest: +SKIP
     PosixPath('model.tflite')
     """
-    from celebseg_utils.engine.evaluate import load_model_checked
+    from celebseg_utils.engine.inference import load_model
 
     if format not in FORMATS:
         raise CelebsegError(f"export format {format!r} unknown: use one of {', '.join(FORMATS)}")
@@ -125,7 +126,7 @@ def export_model(model, format: str = "savedmodel", out=None) -> Path:
         raise CelebsegError("export needs an output path (--out)")
     out = Path(out)
     _check_out(out, format)  # before the model loads and the (slow) conversion runs
-    model = load_model_checked(model)
+    model = load_model(model)
     if format == "savedmodel":
         with _atomic_dir(out) as tmp:
             _write_savedmodel(model, tmp)
@@ -142,10 +143,10 @@ def run_savedmodel(path, images: np.ndarray) -> np.ndarray:
     >>> run_savedmodel("model_sm", np.zeros((1, 128, 128, 3), "float32")).shape  # doctest: +SKIP
     (1, 128, 128, 19)
     """
-    import tensorflow as tf
+    from celebseg_utils.engine.inference import load_model
 
-    loaded = tf.saved_model.load(str(path))
-    return np.asarray(loaded.serve(tf.constant(images, tf.float32)))
+    model = load_model(path)  # the SavedModel's "serve" endpoint, as predict would run it
+    return np.asarray(model(np.asarray(images, np.float32), training=False))
 
 
 def run_tflite(path, images: np.ndarray) -> np.ndarray:
@@ -185,7 +186,8 @@ def run_onnx(path, images: np.ndarray) -> np.ndarray:
 
 def add_export_arguments(parser) -> None:
     """Options of ``celebseg export``."""
-    parser.add_argument("--model", required=True, help="trained .keras model")
+    parser.add_argument("--model", required=True,
+                        help="trained .keras model (or a run directory, or a SavedModel folder)")
     parser.add_argument("--format", required=True, choices=FORMATS)
     parser.add_argument("--out", required=True,
                         help="output folder (savedmodel) or file (.tflite, .onnx)")

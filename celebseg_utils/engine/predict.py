@@ -1,10 +1,9 @@
 """Inference on photos of any size: ``celebseg predict``.
 
-A photo is padded to a square (edge pixels, so the border does not look like a dark frame),
-resized to the model's input size, run through the model, and the logits are resized back
-(bilinear, on logits, not on labels) and cropped to the photo. Flip test-time augmentation
-averages these logits with those of the mirrored photo, mirrored back with left/right
-channels swapped (``labels.FLIP_PERMUTATION``).
+The model is loaded and run by :mod:`celebseg_utils.engine.inference`: a photo is padded to
+a square, resized to the model's input size with antialiasing, run through the model, and
+the logits are resized back and cropped to the photo, optionally averaged with those of the
+mirrored photo (flip test-time augmentation).
 
 For each photo ``OUT/<stem>.png`` (uint8 label map, mode L, the photo's size) and
 ``OUT/<stem>_overlay.png`` (the photo with the colourised labels) are written. Unreadable
@@ -28,7 +27,6 @@ from __future__ import annotations
 import sys
 from dataclasses import dataclass
 from pathlib import Path
-from typing import Sequence
 
 import numpy as np
 from PIL import Image, UnidentifiedImageError
@@ -36,12 +34,11 @@ from PIL import Image, UnidentifiedImageError
 from celebseg_utils.visualization import viz
 from celebseg_utils.engine import align as geom
 from celebseg_utils.engine.detect import INSTALL_HINT, Face, FaceDetector
+from celebseg_utils.engine.inference import input_size, load_model, predict_labels
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_path
-from celebseg_utils.labels import BACKGROUND_ID, FLIP_PERMUTATION
+from celebseg_utils.labels import BACKGROUND_ID
 
-DEFAULT_INPUT_SIZE = 512
-TTA_CHOICES = (None, "flip")
 #: What a folder given to ``predict`` is searched for.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 #: Smallest eye distance (photo pixels) ``--align`` parses; see the README's "Parsing any
@@ -49,29 +46,6 @@ IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 MIN_EYE_DISTANCE = 16.0
 #: Opacity of the colour overlay, as ``visualization.viz.overlay`` draws it.
 OVERLAY_ALPHA = 0.5
-
-
-def load_model(model):
-    """``model`` itself if it is a keras.Model, else the ``.keras`` file it names, loaded;
-    checked to output one logit per CelebAMask-HQ class (see ``evaluate.load_model_checked``).
-
-    >>> load_model("runs/demo/best.keras").output_shape[-1]  # doctest: +SKIP
-    19
-    """
-    from celebseg_utils.engine.evaluate import load_model_checked
-
-    return load_model_checked(model)
-
-
-def model_input_size(model) -> int:
-    """The square input size the model was built for (512 when its input is unsized).
-
-    >>> model_input_size(load_model("runs/demo/best.keras"))  # doctest: +SKIP
-    128
-    """
-    shape = model.input_shape
-    size = shape[1] if shape[1] is not None else shape[2]
-    return int(size) if size is not None else DEFAULT_INPUT_SIZE
 
 
 def read_image(path) -> np.ndarray:
@@ -89,75 +63,6 @@ def read_image(path) -> np.ndarray:
     except (UnidentifiedImageError, OSError, ValueError) as exc:
         raise CelebsegError(f"{path} is not a readable image ({exc.__class__.__name__}): "
                             f"give a JPEG or PNG photo") from exc
-
-
-def _pad_box(h: int, w: int) -> tuple[int, int, int, int]:
-    """(top, bottom, left, right) padding that centres an (h, w) image in a square."""
-    side = max(h, w)
-    top, left = (side - h) // 2, (side - w) // 2
-    return top, side - h - top, left, side - w - left
-
-
-def pad_to_square(image: np.ndarray, mode: str = "edge") -> np.ndarray:
-    """Centre ``image`` (H, W, C) in a square, padding with edge pixels or zeros.
-
-    >>> pad_to_square(np.ones((2, 4, 3), np.uint8), mode="constant")[:, 0, 0].tolist()
-    [0, 1, 1, 0]
-    """
-    if mode not in ("edge", "constant"):
-        raise CelebsegError(f"pad mode {mode!r} unknown: use 'edge' or 'constant'")
-    top, bottom, left, right = _pad_box(*image.shape[:2])
-    return np.pad(image, ((top, bottom), (left, right), (0, 0)), mode=mode)
-
-
-def _model_logits(model, batch: np.ndarray, tta) -> np.ndarray:
-    logits = np.asarray(model(batch, training=False), dtype=np.float32)
-    if tta == "flip":
-        mirrored = np.asarray(model(batch[:, :, ::-1], training=False), dtype=np.float32)
-        # the mirror of the mirrored photo's logits, with left/right classes swapped back
-        logits = 0.5 * (logits + mirrored[:, :, ::-1][..., FLIP_PERMUTATION])
-    return logits
-
-
-def _to_original(logits: np.ndarray, shape: tuple[int, int]) -> np.ndarray:
-    import tensorflow as tf
-
-    h, w = shape
-    side = max(h, w)
-    if logits.shape[0] != side:
-        logits = tf.image.resize(logits, (side, side), method="bilinear").numpy()
-    top, _, left, _ = _pad_box(h, w)
-    return logits[top:top + h, left:left + w]
-
-
-def predict_logits(model, images: Sequence[np.ndarray], tta=None, batch_size: int = 4,
-                   pad_mode: str = "edge") -> list[np.ndarray]:
-    """Logits (H, W, 19) float32 at each RGB image's own size (see the module docstring).
-
-    >>> [l.shape for l in predict_logits(model, [np.zeros((90, 150, 3), np.uint8)])]  # doctest: +SKIP
-    [(90, 150, 19)]
-    """
-    import tensorflow as tf
-
-    if tta not in TTA_CHOICES:
-        raise CelebsegError(f"tta={tta!r} unknown: use None or 'flip'")
-    if batch_size < 1:
-        raise CelebsegError(f"batch_size={batch_size} must be at least 1")
-    model = load_model(model)
-    size = model_input_size(model)
-    out = []
-    for start in range(0, len(images), batch_size):
-        chunk = images[start:start + batch_size]
-        batch = []
-        for image in chunk:
-            square = pad_to_square(np.asarray(image)[..., :3], pad_mode).astype(np.float32)
-            if square.shape[0] != size:
-                # antialiasing like the training pipeline (data._resize_photo)
-                square = tf.image.resize(square, (size, size), antialias=True).numpy()
-            batch.append(square)
-        logits = _model_logits(model, np.stack(batch), tta)
-        out.extend(_to_original(lg, img.shape[:2]) for lg, img in zip(logits, chunk))
-    return out
 
 
 @dataclass
@@ -236,7 +141,7 @@ def parse_photo(model, image: np.ndarray, faces=None, detector=None, tta=None,
     (2, (683, 1024))
     """
     model = load_model(model)
-    size = model_input_size(model)
+    size = input_size(model)
     image = np.asarray(image)[..., :3]
     if faces is None:
         faces = (detector or FaceDetector())(image)
@@ -245,8 +150,7 @@ def parse_photo(model, image: np.ndarray, faces=None, detector=None, tta=None,
         raise CelebsegError(_no_usable_face(faces, min_eye_distance))
     matrices = [geom.face_matrix(f.landmarks, size, photo_shape=image.shape) for f in keep]
     crops = [geom.warp_to_crop(image, m, size) for m in matrices]
-    logits = predict_logits(model, crops, tta, batch_size)
-    crop_labels = [np.argmax(lg, axis=-1).astype(np.uint8) for lg in logits]
+    crop_labels = predict_labels(model, crops, tta, batch_size)
     return compose_parse(image, keep, matrices, crops, crop_labels)
 
 
@@ -419,9 +323,8 @@ def predict_images(model, image_paths, out_dir, tta=None, batch_size: int = 4,
         for start in range(0, len(paths), batch_size):
             chunk = paths[start:start + batch_size]
             images = [read_image(p) for p in chunk]
-            for path, image, logits in zip(chunk, images,
-                                           predict_logits(model, images, tta, batch_size)):
-                label = np.argmax(logits, axis=-1).astype(np.uint8)
+            for path, image, label in zip(chunk, images,
+                                          predict_labels(model, images, tta, batch_size)):
                 _save(label, out_dir / f"{path.stem}.png", written)
                 _save(viz.overlay(image, label), out_dir / f"{path.stem}_overlay.png", written)
                 bar.update(1)
@@ -432,7 +335,8 @@ def predict_images(model, image_paths, out_dir, tta=None, batch_size: int = 4,
 
 def add_predict_arguments(parser) -> None:
     """Options of ``celebseg predict``."""
-    parser.add_argument("--model", required=True, help="trained .keras model")
+    parser.add_argument("--model", required=True,
+                        help="trained .keras model (or a run directory, or a SavedModel folder)")
     parser.add_argument("images", nargs="+", metavar="IMAGE",
                         help="photos (any size), or folders of photos")
     parser.add_argument("--out", required=True, help="output folder")

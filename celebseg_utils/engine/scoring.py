@@ -131,7 +131,9 @@ def score_split(model, prepared, split: str = "test", batch_size: int = 8,
     ids = list(ids)
     if not ids:
         raise CelebsegError(f"the {split} split of {prepared} is empty: nothing to evaluate")
-    size = model_input_size(model) if image_size is None else int(image_size)
+    from celebseg_utils.engine.inference import input_size
+
+    size = input_size(model) if image_size is None else int(image_size)
     dataset = make_dataset(prepared_text, split, image_size=size, batch_size=batch_size)
     n, c = len(ids), L.NUM_CLASSES
     state = {p: {"cm": np.zeros((c, c), np.int64), "tp": np.zeros((n, c), np.int64),
@@ -192,16 +194,3 @@ def _upsampled_argmax(logits: np.ndarray, shape) -> np.ndarray:
         return np.argmax(logits, axis=-1)
     up = tf.image.resize(logits[None].astype(np.float32), shape, method="bilinear")
     return np.argmax(up[0].numpy(), axis=-1)
-
-
-def model_input_size(model) -> int:
-    """The square input size a model was built for (``train`` builds fixed-size models).
-
-    >>> from celebseg_utils.models.deeplab import build_model
-    >>> model_input_size(build_model(backbone="mobilenet_v3_large", image_size=64))
-    64
-    """
-    size = tuple(model.input_shape)[1]
-    if size is None:
-        raise CelebsegError(f"model {model.name} has no fixed input size")
-    return int(size)

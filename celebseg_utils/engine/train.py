@@ -100,15 +100,14 @@ class WarmupDecay(keras.optimizers.schedules.LearningRateSchedule):
 
 
 def load_trained_model(path, compile: bool = False) -> keras.Model:
-    """Reload a ``.keras`` model written by :func:`train` (registers the custom objects).
+    """Reload a model :func:`train` wrote: the one loader,
+    :func:`celebseg_utils.engine.inference.load_model`, kept under this name for callers.
 
     >>> model = load_trained_model("runs/cpu-demo/best.keras")  # doctest: +SKIP
     """
-    if not Path(path).is_file():
-        raise CelebsegError(f"model file {path} not found: train one with `celebseg train`")
-    if _backbones.uses_keras_cv(path):
-        _backbones.import_keras_cv()  # before Keras imports it itself, loudly
-    return keras.saving.load_model(str(path), compile=compile)
+    from celebseg_utils.engine.inference import load_model
+
+    return load_model(path, compile=compile)
 
 
 # --------------------------------------------------------------------------- helpers

@@ -278,28 +278,18 @@ def plot_weight_maps(prepared, stats: dict, image_id: int | None = None, split: 
 
 # --------------------------------------------------------------------------- predictions
 
-def _model(model):
-    if isinstance(model, (str, Path)):
-        from celebseg_utils.engine.train import load_trained_model
+def predict_label(model, photo: np.ndarray, size: int, tta=None) -> np.ndarray:
+    """Label map (``size`` x ``size``) of a keras model on one RGB photo: what
+    ``celebseg predict`` writes for it (:func:`celebseg_utils.engine.inference.predict_labels`),
+    resized with nearest neighbour when the photo is not ``size`` pixels square.
 
-        return load_trained_model(model)
-    return model
-
-
-def predict_label(model, photo: np.ndarray, size: int) -> np.ndarray:
-    """Argmax label map (``size`` x ``size``) of a keras model on one RGB photo.
-
-    The photo is fed at the model's input size (``size`` when the model takes any size).
+    >>> predict_label("runs/ce/best.keras", load_photos("data", [0])[0], 512).shape  # doctest: +SKIP
+    (512, 512)
     """
-    from PIL import Image
+    from celebseg_utils.engine import inference
 
-    h, w = model.input_shape[1:3]
-    x = np.asarray(Image.fromarray(photo).resize((w or size, h or size), Image.BILINEAR),
-                   dtype=np.float32)[None]
-    # A direct call, not model.predict: predict builds a tf.function per model, and figures
-    # that show several models one photo at a time set off TensorFlow's retracing warning.
-    logits = np.asarray(model(x, training=False))[0]
-    return viz.resize_label(np.argmax(logits, axis=-1).astype(np.uint8), (size, size))
+    (label,) = inference.predict_labels(model, [photo], tta)
+    return label if label.shape == (size, size) else viz.resize_label(label, (size, size))
 
 
 def _split_samples(prepared, split: str, count: int):
@@ -313,15 +303,17 @@ def plot_predictions(model, prepared, count: int = 3, split: str = "test"):
     """Photo, ground truth, prediction and its overlay for the first ``count`` images of
     ``split``; each row names the image and its IoU. ``model``: keras model or ``.keras`` path.
     """
+    from celebseg_utils.engine import inference
     from celebseg_utils.interface.widgets import image_iou
 
     _pyplot()
-    model = _model(model)
+    model = inference.load_model(model)
     info = layout.read_prepare_info(Path(prepared))
     rows, names = [], []
     for k, truth in _split_samples(prepared, split, count)[1]:
         photo = load_photos(info["data_root"], [k], size=truth.shape[0])[0]
-        pred = predict_label(model, photo, truth.shape[0])
+        # the model sees the photo file as `celebseg predict` would, not the resized copy shown
+        pred = predict_label(model, load_photos(info["data_root"], [k])[0], truth.shape[0])
         rows.append([photo, truth, pred, viz.overlay(photo, pred)])
         names.append(f"image {k}, IoU {image_iou(truth, pred):.2f}")
     return viz.plot_grid(rows, ["photo", "ground truth", "prediction", "overlay"], row_labels=names)
@@ -331,13 +323,17 @@ def plot_run_predictions(run_dirs: Sequence, prepared, count: int = 3, split: st
                          model_file: str = "best.keras"):
     """The same ``count`` images of ``split`` through the model of each run, side by side:
     photo, ground truth, then one column per run (titled with the run's name)."""
+    from celebseg_utils.engine import inference
+
     info = layout.read_prepare_info(Path(prepared))
     samples = _split_samples(prepared, split, count)[1]
     photos = [load_photos(info["data_root"], [k], size=t.shape[0])[0] for k, t in samples]
     rows = [[p, t] for p, (_, t) in zip(photos, samples)]
+    # the model sees the photo files as `celebseg predict` would, not the resized copies shown
+    originals = [load_photos(info["data_root"], [k])[0] for k, _ in samples]
     for run in run_dirs:
-        model = _model(Path(run) / model_file)
-        for row, photo, (_, truth) in zip(rows, photos, samples):
+        model = inference.load_model(Path(run) / model_file)
+        for row, photo, (_, truth) in zip(rows, originals, samples):
             row.append(predict_label(model, photo, truth.shape[0]))
     titles = ["photo", "ground truth"] + [Path(r).name for r in run_dirs]
     _pyplot()
@@ -420,7 +416,7 @@ def plot_own_photo(model, photo=None, prepared=None, tta: str | None = "flip"):
     >>> plot_own_photo("runs/dice/best.keras", "me.jpg")  # doctest: +SKIP
     <Figure size ...>
     """
-    from celebseg_utils.engine import predict
+    from celebseg_utils.engine import inference, predict
 
     if photo is None:
         if prepared is None:
@@ -430,9 +426,9 @@ def plot_own_photo(model, photo=None, prepared=None, tta: str | None = "flip"):
     elif isinstance(photo, (str, Path)):
         photo = predict.read_image(photo)
     photo = np.asarray(photo)[..., :3]
-    model = predict.load_model(model)
-    (logits,) = predict.predict_logits(model, [photo], tta)
-    whole = viz.overlay(photo, np.argmax(logits, axis=-1).astype(np.uint8))
+    model = inference.load_model(model)
+    (labels,) = inference.predict_labels(model, [photo], tta)
+    whole = viz.overlay(photo, labels)
     try:
         parse = predict.parse_photo(model, photo, tta=tta)
         aligned, title = parse.overlay, f"predict --align ({len(parse.faces)} face(s))"

@@ -75,10 +75,11 @@ class MaskViewer:
     """Browse a split of a prepared folder: photo, ground truth and prediction overlays.
 
     ``split``: "train", "val", "test", or None for every labelled image. ``model``: a keras
-    model or the path of a saved ``.keras`` file (run at its own input size, argmax of the
-    logits); ``predictions_dir``: a folder of ``<k>.png`` label maps instead. ``image_size``:
-    side of the pictures drawn (default: the label size), also the model's input size when
-    the model does not fix one. IoU is of the prediction itself, whatever classes are hidden.
+    model or a model path (:func:`celebseg_utils.engine.inference.load_model`), whose
+    prediction is what ``celebseg predict`` writes for the photo file, resized to the label
+    map's shape (nearest neighbour) if it differs; ``predictions_dir``: a folder of
+    ``<k>.png`` label maps instead. ``image_size``: side of the pictures drawn (default: the
+    label size). IoU is of the prediction itself, whatever classes are hidden.
 
     >>> v = MaskViewer("prepared", split="val")  # doctest: +SKIP
     >>> v.opacity.value = 1.0; v.render()["truth"].shape  # doctest: +SKIP
@@ -89,6 +90,8 @@ class MaskViewer:
                  predictions_dir=None, image_size: int | None = None):
         import ipywidgets as w
 
+        from celebseg_utils.engine import inference
+
         self.prepared = Path(prepared_dir)
         self.info = layout.read_prepare_info(self.prepared)
         self.ids = layout.read_split(self.prepared, split) if split else self._all_ids()
@@ -96,7 +99,7 @@ class MaskViewer:
             raise CelebsegError(f"split {split!r} of {self.prepared} has no images: pick another split")
         if model is not None and predictions_dir is not None:
             raise CelebsegError("give MaskViewer either model= or predictions_dir=, not both")
-        self.model = _load_model(model) if model is not None else None
+        self.model = inference.load_model(model) if model is not None else None
         self.predictions_dir = Path(predictions_dir) if predictions_dir is not None else None
         if self.predictions_dir is not None and not self.predictions_dir.is_dir():
             raise CelebsegError(f"predictions_dir {self.predictions_dir} is not a folder: "
@@ -190,13 +193,12 @@ class MaskViewer:
         return item
 
     def _predict(self, photo: Image.Image, label_shape) -> np.ndarray:
-        h, w = self.model.input_shape[1:3]
-        h, w = h or self.size, w or self.size
-        x = np.asarray(photo.resize((w, h), Image.BILINEAR), dtype=np.float32)[None]
-        # A direct call, not model.predict: several viewers (one per loss) would each build
-        # a predict function and set off TensorFlow's retracing warning.
-        logits = np.asarray(self.model(x, training=False))[0]
-        return viz.resize_label(np.argmax(logits, axis=-1).astype(np.uint8), label_shape)
+        """What `celebseg predict` writes for the photo file, brought to the label's shape
+        (nearest neighbour) as a ``predictions_dir`` map would be."""
+        from celebseg_utils.engine import inference
+
+        (pred,) = inference.predict_labels(self.model, [np.asarray(photo)])
+        return pred if pred.shape == tuple(label_shape) else viz.resize_label(pred, label_shape)
 
     def render(self) -> dict:
         """What the viewer draws for the current controls, as numpy arrays.
@@ -252,19 +254,3 @@ class MaskViewer:
         """
         own = getattr(self.widget, "_repr_mimebundle_", None)
         return own(**kwargs) if own is not None else None
-
-
-def _load_model(model):
-    if not isinstance(model, (str, os.PathLike)):
-        return model
-    path = Path(model)
-    if not path.exists():
-        raise CelebsegError(f"model {path} does not exist: pass a trained .keras file or a keras model")
-    import keras
-
-    for module in ("deeplab", "losses"):  # register the project's custom layers and losses
-        try:
-            __import__(f"celebseg_utils.models.{module}")
-        except ImportError:
-            pass
-    return keras.saving.load_model(path, compile=False)

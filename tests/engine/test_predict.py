@@ -12,7 +12,8 @@ from PIL import Image
 from celebseg_utils import cli
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.labels import FLIP_PERMUTATION, class_id
-from celebseg_utils.engine.predict import image_files, pad_to_square, predict_images, predict_logits
+from celebseg_utils.engine.inference import pad_to_square, predict_logits
+from celebseg_utils.engine.predict import image_files, predict_images
 
 
 def _conv_model(size, kernel, channels=19):

@@ -145,6 +145,8 @@ class _HairModel:
     """Stands in for a keras model: input 4x4, logits that say "hair" on the left half."""
 
     input_shape = (None, 4, 4, 3)
+    output_shape = (None, 4, 4, 19)
+    name = "hair"
 
     def __init__(self):
         self.seen = []
@@ -156,17 +158,22 @@ class _HairModel:
         return logits
 
 
-def test_predict_label_runs_at_the_model_size_and_resizes():
+def test_predict_label_is_what_predict_writes_brought_to_size():
+    # As `celebseg predict`: the 16 px photo goes in at the model's 4 px, the logits come back
+    # to 16 px (bilinear) and the argmax is taken there. Hair's logit (1 on the left 2 of 4
+    # columns, 0 elsewhere, like every other class) stays above 0 up to column 9 of 16
+    # (input x = j/4 - 0.375 < 2); every second column of those makes the 8 px map: 5 of 8.
+    # (Before issue #23 the figures took the argmax at 4 px and stretched it: 4 of 8.)
     model = _HairModel()
     photo = np.full((16, 16, 3), 100, np.uint8)
     label = F.predict_label(model, photo, size=8)
     assert model.seen == [(1, 4, 4, 3)]
-    assert label.shape == (8, 8) and (label[:, :4] == 13).all() and (label[:, 4:] == 0).all()
+    assert label.shape == (8, 8) and (label[:, :5] == 13).all() and (label[:, 5:] == 0).all()
 
 
 def test_plot_predictions_rows_show_truth_prediction_and_iou(tmp_path):
     truth = np.zeros((4, 4), np.uint8)
-    truth[:, :2] = 13  # the model gets image 5 exactly right
+    truth[:, :2] = 13  # the model's own 4 px logits match image 5 exactly
     prep = _prepared(tmp_path, {5: truth, 6: np.zeros((4, 4), np.uint8)})
     layout.split_path(prep, "test").write_text("5\n6\n")
     for k in (5, 6):
@@ -175,11 +182,15 @@ def test_plot_predictions_rows_show_truth_prediction_and_iou(tmp_path):
     fig = F.plot_predictions(_HairModel(), prep, count=5, split="test")
     axes = [ax for ax in fig.axes if ax.images]
     assert [ax.get_title() for ax in axes[:4]] == ["photo", "ground truth", "prediction", "overlay"]
-    assert [axes[0].get_ylabel(), axes[4].get_ylabel()] == ["image 5, IoU 1.00", "image 6, IoU 0.25"]  # (8/16 + 0) / 2
+    # The model sees the 8 px photo files as `celebseg predict` does: its 4 px logits come
+    # back to 8 px bilinearly, where hair wins columns 0-4 (x = j/2 - 0.25 < 2), then the
+    # 4 px map takes every second column: hair in 3 of 4. Image 5: hair 8/12, background
+    # 4/8 -> 0.58; image 6 (all background): hair 0/12, background 4/16 -> 0.125.
+    assert [axes[0].get_ylabel(), axes[4].get_ylabel()] == ["image 5, IoU 0.58", "image 6, IoU 0.12"]
     # each row's legend, beside it: the classes of its truth and prediction, with both shares
     legends = [ax.get_legend() for ax in axes if ax.get_legend() is not None]
     assert [[t.get_text() for t in lg.get_texts()] for lg in legends] == [
-        ["hair 50% / 50%"], ["hair 0% / 50%"]]
+        ["hair 50% / 75%"], ["hair 0% / 75%"]]
     assert legends[0].get_title().get_text() == "pixels: ground truth / prediction"
     plt.close(fig)
 

@@ -200,7 +200,7 @@ def test_bad_inputs_name_the_fix(prep, tmp_path):
         widgets.MaskViewer(prep, predictions_dir=tmp_path / "nope")
     with pytest.raises(CelebsegError, match="not a prepared folder"):
         widgets.MaskViewer(tmp_path)
-    with pytest.raises(CelebsegError, match="model .* does not exist"):
+    with pytest.raises(CelebsegError, match="model .* not found"):
         widgets.MaskViewer(prep, model=tmp_path / "m.keras")
     empty = tmp_path / "pred_empty"
     empty.mkdir()
@@ -233,3 +233,46 @@ def test_model_prediction_is_argmax_at_model_input_size(prep, tmp_path):
         expected = np.where(photo[::2, ::2, 0] > 128, SKIN, 0)  # model at 32 px, labels at 16
         np.testing.assert_array_equal(drawn["prediction_label"], expected)
         assert drawn["iou"] == pytest.approx(widgets.image_iou(truth_of(7), expected))
+
+
+@pytest.mark.slow
+def test_viewer_and_figures_show_what_celebseg_predict_writes(prep, tmp_path):
+    # One way to run a model (engine.inference): the viewer's and the figures' prediction of
+    # a photo is, pixel for pixel, the label map `celebseg predict` writes for its file,
+    # brought to the 16 px labels by nearest neighbour (every second pixel of the 32 px map).
+    import keras
+
+    from celebseg_utils.engine.predict import predict_images
+    from celebseg_utils.interface import notebook_figures as F
+    from celebseg_utils.visualization import viz
+
+    keras.utils.set_random_seed(3)
+    inputs = keras.Input((24, 24, 3))  # not the photos' 32 px: the resize is part of the path
+    x = keras.layers.Rescaling(1 / 255.0)(inputs)
+    x = keras.layers.Conv2D(8, 3, padding="same", activation="relu")(x)
+    model = keras.Model(inputs, keras.layers.Conv2D(L.NUM_CLASSES, 3, padding="same")(x))
+    path = tmp_path / "tiny.keras"
+    model.save(path)
+    photos = [layout.image_path(tmp_path / "raw", k) for k in IDS]
+    predict_images(path, photos, tmp_path / "pred", progress=False)
+
+    viewer = widgets.MaskViewer(prep, split="val", model=path)
+    from_folder = widgets.MaskViewer(prep, split="val", predictions_dir=tmp_path / "pred")
+    stretched_differs = []
+    for i, (k, photo_file) in enumerate(zip(IDS, photos)):
+        written = np.asarray(Image.open(tmp_path / "pred" / f"{k}.png"))
+        assert written.shape == (2 * S, 2 * S)
+        assert len(np.unique(written)) >= 3  # a model that says several things, not one
+        viewer.slider.value = from_folder.slider.value = i
+        np.testing.assert_array_equal(viewer.render()["prediction_label"], written[::2, ::2])
+        np.testing.assert_array_equal(from_folder.render()["prediction_label"], written[::2, ::2])
+        photo = np.asarray(Image.open(photo_file).convert("RGB"))
+        np.testing.assert_array_equal(F.predict_label(model, photo, 2 * S), written)
+        np.testing.assert_array_equal(F.predict_label(path, photo, S), written[::2, ::2])
+        # what the viewer drew before issue #23: the photo stretched (bilinear, no antialias)
+        # to the model's 24 px, the argmax there, nearest neighbour to the labels
+        stretched = np.asarray(Image.fromarray(photo).resize((24, 24), Image.BILINEAR), np.float32)
+        old = np.argmax(np.asarray(model(stretched[None], training=False))[0], -1).astype(np.uint8)
+        stretched_differs.append(not np.array_equal(viz.resize_label(old, (S, S)),
+                                                    written[::2, ::2]))
+    assert any(stretched_differs)  # the parity is not a coincidence of the two paths
