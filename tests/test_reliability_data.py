@@ -708,3 +708,20 @@ def test_spaces_and_non_ascii_paths(good, tmp_path, expected):
     bad = run_cli_subprocess(["prepare", "--data-root", base / "nirgends ü", "--out", out2],
                              env={"LC_ALL": "C", "LANG": "C"})
     assert_user_error(bad, str(base / "nirgends ü"))
+
+
+@pytest.mark.reliability("data", "a mask `00003_hair.png` edited after `prepare` (hair painted "
+                         "over the whole image), then prepare again",
+                         "success: image 3 fused again (the edit is in its label), the 5 others "
+                         "kept: '1 labels written, 5 kept'")
+def test_edited_mask_is_fused_again(raw, tmp_path, expected):
+    out = tmp_path / "out"
+    assert prepare(raw, out).code == 0
+    hair = layout.mask_path(raw, 3, "hair")
+    Image.fromarray(np.full((SIZE, SIZE), 255, np.uint8)).save(hair)
+    result = prepare(raw, out)
+    assert result.code == 0 and "1 labels written, 5 kept from an earlier run" in result.out, result
+    assert layout.label_path(out, 3).read_bytes() == encode_label_png(fuse_masks(raw, 3))
+    assert layout.label_path(out, 3).read_bytes() != expected["labels"][3]
+    assert_prepared(out, {**expected, "labels": {**expected["labels"], 3: encode_label_png(
+        fuse_masks(raw, 3))}}, range(N))

@@ -27,8 +27,9 @@ run even with ``skip_bad``, and so does a run that would leave no image at all.
 The run is a transaction (:class:`~celebseg_utils.data.writer.PreparedWriter`): it works in
 a hidden copy of ``OUT`` beside it and puts it in place only when everything succeeded, so
 a failed or interrupted run leaves ``OUT`` exactly as it was. Work is spread over worker
-processes in chunks of image ids. A re-run keeps the labels of the previous ``OUT``;
-``OUT/source.json`` records the data they come from (the mapping rows and the mask size,
+processes in chunks of image ids. A re-run keeps a label of the previous ``OUT`` when its
+mask files are the same ones (names, sizes, mtimes: ``OUT/mask_sources.tsv``), and fuses
+it again otherwise; ``OUT/source.json`` records the data they come from (the mapping rows and the mask size,
 not the folder's path, so moving the raw folder is fine) and a run on other data into the
 same ``OUT`` stops instead of mixing the two.
 
@@ -55,7 +56,7 @@ import numpy as np
 
 from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.fileio import atomic_write_bytes, atomic_write_json
+from celebseg_utils.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from celebseg_utils.labels import ATTRIBUTES
 from celebseg_utils.data.masks import PNG_SIGNATURE, BadFileError, fuse_mask_files, mask_size
 from celebseg_utils.data.photo import MIN_SIDE, PhotoInfo, aspect_agrees, check_size, probe_photo
@@ -66,6 +67,8 @@ from celebseg_utils.data.writer import (PreparedWriter, nothing_prepared_error, 
 _MASK_NAME = re.compile(r"^(\d+)_([a-z_]+)\.png$")
 _PHOTO_NAME = re.compile(r"^(\d+)\.jpg$")
 _ATTRIBUTE_ID = {name: i for i, name in enumerate(ATTRIBUTES, start=1)}
+#: Per prepared image: the fingerprint of the mask files its label was fused from.
+MASK_SOURCES_FILE = "mask_sources.tsv"
 _GET_DATA = ("get the dataset with `celebseg download --source kaggle --out {root}`, or make a "
              "synthetic one with `celebseg synth --out {root} --count 300`")
 
@@ -261,6 +264,34 @@ def _label_size(ids, masks, mask_dir: Path) -> int:
     return width
 
 
+def _mask_fingerprint(masks) -> str:
+    """SHA-256 of the names, sizes and mtimes of an image's mask files (a stat each, ~2 us:
+    hashing their bytes would cost as much as fusing them again).
+
+    >>> _mask_fingerprint([])[:12]
+    'e3b0c44298fc'
+    """
+    parts = []
+    for _, path in masks:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ""  # unreadable now: never matches, so the image is redone (and checked)
+        parts.append(f"{os.path.basename(path)}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _read_fingerprints(path) -> dict[int, str]:
+    """``k -> mask fingerprint`` of a previous run's ``mask_sources.tsv`` ({} when none)."""
+    if path is None:
+        return {}
+    try:
+        rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
+        return {int(k): fp for k, fp in rows}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}  # damaged: every label is fused again, which is always right
+
+
 def _source(rows, size: int) -> dict:
     """What the labels are made from, independent of where the raw folder lives."""
     text = "\n".join(f"{idx} {orig} {name}" for idx, orig, name in sorted(rows))
@@ -300,7 +331,12 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
     with PreparedWriter(out, _source(rows, size)) as writer:
         work = writer.work
         labels_dir = work / "labels"
+        # A label is kept only when its masks are the files it was made from (same names,
+        # sizes and mtimes): an edited or replaced mask is fused again.
+        fingerprints = {k: _mask_fingerprint(masks.get(k, [])) for k in split_by_id}
+        before = _read_fingerprints(writer.previous(MASK_SOURCES_FILE))
         done = {int(m.group(1)) for e in os.scandir(labels_dir) if (m := re.match(r"^(\d+)\.png$", e.name))}
+        done = {k for k in done if k in fingerprints and before.get(k) == fingerprints[k]}
         todo = sorted(k for k in split_by_id if k not in done)
         for k in todo:
             if k not in photos:
@@ -338,6 +374,12 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
         if writer.write_splits(split_ids) or written:
             writer.drop_derived()
         writer.write_problems(problems, skip_bad)
+        kept = {k for ids in split_ids.values() for k in ids}
+        for entry in os.scandir(labels_dir):  # a label of an image left out is not kept
+            if not (re.match(r"^\d+\.png$", entry.name) and int(entry.name[:-4]) in kept):
+                os.unlink(entry.path)
+        atomic_write_text(work / MASK_SOURCES_FILE, "k\tmasks\n" + "".join(
+            f"{k}\t{fingerprints[k]}\n" for ids in split_ids.values() for k in ids))
         info = {"data_root": str(root), "label_size": size,
                 "num_images": sum(len(v) for v in split_ids.values()),
                 "splits": {name: len(ids) for name, ids in split_ids.items()},
