@@ -263,15 +263,15 @@ def stratified_split(presence: dict[int, tuple[bool, ...]], fractions: dict[str,
     return {n: sorted(v) for n, v in out.items()}
 
 
-def _place_photo(photo: Path, target: Path, info: PhotoInfo) -> list[str]:
+def _place_photo(photo: Path, target: Path, info: PhotoInfo) -> tuple[list[str], bool]:
     """``target`` (a .jpg) stands for ``photo``, upright: a link (a copy where the file system
     has none) to a JPEG the training pipeline reads as every viewer shows it, else the
     photo as :func:`~celebseg_utils.data.photo.read_photo` decodes it, re-encoded as a JPEG
-    at quality 95. Returns the decoder's notes."""
+    at quality 95. Returns the decoder's notes, and whether ``target`` changed."""
     if target.is_symlink() or target.exists():
         if target.is_symlink() and os.readlink(target) == str(photo) and info.format == "JPEG" \
                 and info.orientation == 1:
-            return []
+            return [], False
         target.unlink()
     # tf.image.decode_jpeg ignores EXIF orientation, so only an upright JPEG is linked.
     if info.format == "JPEG" and info.orientation == 1:
@@ -281,14 +281,14 @@ def _place_photo(photo: Path, target: Path, info: PhotoInfo) -> list[str]:
             tmp = target.with_name(f".{target.name}.tmp")
             shutil.copyfile(photo, tmp)
             os.replace(tmp, target)
-        return []
+        return [], True
     from PIL import Image
 
     decoded = read_photo(photo)
     buffer = io.BytesIO()
     Image.fromarray(decoded.rgb).save(buffer, "JPEG", quality=95)
     atomic_write_bytes(target, buffer.getvalue())
-    return decoded.notes
+    return decoded.notes, True
 
 
 def file_identity(path, data: bytes | None = None) -> tuple[int, int, str]:
@@ -309,7 +309,8 @@ def file_identity(path, data: bytes | None = None) -> tuple[int, int, str]:
 def _fused_one(job) -> tuple:
     """Worker: convert (or reuse) one label and place its photo; a problem is returned.
 
-    ``(k, (shape, rare presence) or None, problem or None, reused, label identity, notes)``.
+    ``(k, (shape, rare presence) or None, problem or None, label reused, label identity,
+    notes, photo placed anew)``.
     """
     from celebseg_utils.data.prepare import check_geometry, check_photo
 
@@ -333,14 +334,14 @@ def _fused_one(job) -> tuple:
         check_geometry(info, (label.shape[1], label.shape[0]), str(label_file))
         if not reused:
             atomic_write_bytes(target, encode_label_png(label))
-        notes = _place_photo(photo, layout.image_path(Path(work), k), info)
+        notes, moved = _place_photo(photo, layout.image_path(Path(work), k), info)
     except BadFileError as exc:
-        return k, None, (k, str(exc.path), exc.reason), False, None, []
+        return k, None, (k, str(exc.path), exc.reason), False, None, [], False
     except OSError as exc:
-        return k, None, (k, str(photo), f"unreadable photo ({exc.strerror or exc})"), False, None, []
+        return k, None, (k, str(photo), f"unreadable photo ({exc.strerror or exc})"), False, None, [], False
     counts = np.bincount(label.ravel(), minlength=L.NUM_CLASSES)
     return (k, (label.shape, tuple(bool(counts[c]) for c in RARE_IDS)), None, reused, identity,
-            [f"{photo}: {note}" for note in notes])
+            [f"{photo}: {note}" for note in notes], moved)
 
 
 def _fused_chunk(jobs) -> list:
@@ -394,12 +395,12 @@ def prepare_fused(images_dir, labels_dir, out, split=None, split_seed: int = 0, 
                 for k, _, photo, label in pairs]
         chunk = max(1, min(64, len(jobs) // (workers * 8) or 1))
         chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-        presence, sizes, identities, existing = {}, {}, {}, 0
+        presence, sizes, identities, existing, photos_moved = {}, {}, {}, 0, False
         stream = run_jobs(chunks, _fused_chunk, workers if len(jobs) > 2 * chunk else 1,
                           len(jobs), progress)
         try:
             for results in stream:
-                for k, found, problem, reused, identity, notes in results:
+                for k, found, problem, reused, identity, notes, moved in results:
                     for note in notes:
                         print(f"note: {note}", file=sys.stderr)
                     if problem is not None:
@@ -410,6 +411,7 @@ def prepare_fused(images_dir, labels_dir, out, split=None, split_seed: int = 0, 
                     sizes[k], presence[k] = found
                     identities[k] = identity
                     existing += reused
+                    photos_moved |= moved
         finally:
             stream.close()
         size = _common_size(sizes, {k: label for k, _, _, label in pairs}, problems, skip_bad, out)
@@ -425,7 +427,7 @@ def prepare_fused(images_dir, labels_dir, out, split=None, split_seed: int = 0, 
                 if not (stem.isdigit() and int(stem) in good and entry.name.count(".") == 1):
                     os.unlink(entry.path)
         split_ids = stratified_split(presence, fractions, split_seed)
-        if writer.write_splits(split_ids) or existing < len(good):
+        if writer.write_splits(split_ids) or existing < len(good) or photos_moved:
             writer.drop_derived()
         atomic_write_text(work / "names.tsv", "k\tphoto\tlabel\n" + "".join(
             f"{k}\t{photo}\t{label}\n" for k, _, photo, label in pairs))
