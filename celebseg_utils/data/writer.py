@@ -330,6 +330,14 @@ class PreparedWriter:
             with contextlib.suppress(OSError):
                 folder.rmdir()
 
-    def __exit__(self, *exc_info) -> None:
-        if not self.committed:
-            self._discard()
+    def __exit__(self, kind, exc, traceback) -> None:
+        if self.committed:
+            return
+        work = self.work
+        self._discard()
+        # A write that failed in the work folder (a full disk) is reported where the user
+        # looks: the same file under --out.
+        if isinstance(exc, OSError) and exc.filename and work is not None \
+                and str(exc.filename).startswith(str(work) + os.sep) and exc.errno is not None:
+            shown = str(self.out) + str(exc.filename)[len(str(work)):]
+            raise OSError(exc.errno, exc.strerror or os.strerror(exc.errno), shown) from exc
