@@ -555,22 +555,63 @@ def test_moved_raw_folder_keeps_labels(raw, tmp_path, expected):
 
 
 @pytest.mark.reliability("data", "every image bad (photos folder emptied) with `--skip-bad`",
-                         "error says no image could be prepared, exit 2; problems.txt lists all 6; "
-                         "no prepare.json")
+                         "error 'none of the 6 images … could be prepared (6 x missing photo; the "
+                         "first: …0.jpg); OUT was left as it was', exit 2; no OUT at all (no "
+                         "problems.txt pointed to and missing)")
 def test_all_images_bad_with_skip_bad(good, raw, tmp_path, expected):
     for k in range(N):
         layout.image_path(raw, k).unlink()
     out = tmp_path / "out"
     with pytest.raises(CelebsegError, match=f"none of the {N} images"):
         prepare_dataset(raw, tmp_path / "direct", workers=1, skip_bad=True, progress=False)
-    assert_user_error(prepare(raw, out, "--skip-bad"), f"none of the {N} images", "problems.txt")
-    problems = (out / "problems.txt").read_text().splitlines()
-    assert [int(p.split("\t")[0]) for p in problems] == list(range(N))
-    assert_nothing_half_done(out, expected)
+    line = assert_user_error(prepare(raw, out, "--skip-bad"), f"none of the {N} images",
+                             f"{N} x missing photo", str(layout.image_path(raw, 0)),
+                             f"{out} was left as it was")
+    assert "problems.txt" not in line  # the run wrote nothing, so it points to nothing
+    assert sorted(os.listdir(tmp_path)) == ["raw"]
     restorer(good, raw, raw / layout.IMAGE_DIR)()
     result = prepare(raw, out)
     assert result.code == 0, result
     assert_prepared(out, expected, range(N))
+
+
+def _photo_with_exif(path: Path, array: np.ndarray, orientation: int) -> None:
+    im = Image.fromarray(array)
+    exif = im.getexif()
+    exif[0x0112] = orientation
+    im.save(path, "JPEG", quality=95, exif=exif.tobytes())
+
+
+@pytest.mark.reliability("data", "a raw photo `2.jpg` stored sideways with EXIF Orientation=6 "
+                         "(a phone photo)",
+                         "error '…2.jpg: photo has EXIF orientation 6 (viewers show it turned 90 "
+                         "degrees clockwise)…', exit 2; --skip-bad lists it; restored, completes")
+def test_raw_photo_with_exif_orientation(good, raw, tmp_path, expected):
+    photo = layout.image_path(raw, BAD)
+    with Image.open(photo) as im:
+        pixels = np.asarray(im.convert("RGB"))
+    _photo_with_exif(photo, np.rot90(pixels).copy(), 6)  # square: only the tag tells
+    line = round_trip(raw, tmp_path, expected, str(photo), restorer(good, raw, photo))
+    assert "photo has EXIF orientation 6 (viewers show it turned 90 degrees clockwise)" in line
+
+
+@pytest.mark.parametrize("shape, fragment", [
+    pytest.param((128, 75), "photo is 75x128 px but its label", id="other-shape",
+                 marks=pytest.mark.reliability(
+                     "data", "a raw photo `2.jpg` of 75x128 px (its masks 64x64)",
+                     "error '…2.jpg: photo is 75x128 px but its label … is 64x64: their aspect "
+                     "ratios differ…', exit 2; --skip-bad lists it; restored, completes")),
+    pytest.param((1, 1), "photo too small (1x1 px)", id="1x1",
+                 marks=pytest.mark.reliability(
+                     "data", "a raw photo `2.jpg` of 1x1 px (its masks 64x64)",
+                     "error '…2.jpg: photo too small (1x1 px): a face needs at least 16 px on "
+                     "each side', exit 2; --skip-bad lists it; restored, completes")),
+])
+def test_raw_photo_geometry(good, raw, tmp_path, expected, shape, fragment):
+    photo = layout.image_path(raw, BAD)
+    Image.fromarray(np.full((*shape, 3), 128, np.uint8)).save(photo, "JPEG")
+    line = round_trip(raw, tmp_path, expected, str(photo), restorer(good, raw, photo))
+    assert fragment in line
 
 
 # --- after prepare ----------------------------------------------------------------------------
@@ -667,3 +708,20 @@ def test_spaces_and_non_ascii_paths(good, tmp_path, expected):
     bad = run_cli_subprocess(["prepare", "--data-root", base / "nirgends ü", "--out", out2],
                              env={"LC_ALL": "C", "LANG": "C"})
     assert_user_error(bad, str(base / "nirgends ü"))
+
+
+@pytest.mark.reliability("data", "a mask `00003_hair.png` edited after `prepare` (hair painted "
+                         "over the whole image), then prepare again",
+                         "success: image 3 fused again (the edit is in its label), the 5 others "
+                         "kept: '1 labels written, 5 kept'")
+def test_edited_mask_is_fused_again(raw, tmp_path, expected):
+    out = tmp_path / "out"
+    assert prepare(raw, out).code == 0
+    hair = layout.mask_path(raw, 3, "hair")
+    Image.fromarray(np.full((SIZE, SIZE), 255, np.uint8)).save(hair)
+    result = prepare(raw, out)
+    assert result.code == 0 and "1 labels written, 5 kept from an earlier run" in result.out, result
+    assert layout.label_path(out, 3).read_bytes() == encode_label_png(fuse_masks(raw, 3))
+    assert layout.label_path(out, 3).read_bytes() != expected["labels"][3]
+    assert_prepared(out, {**expected, "labels": {**expected["labels"], 3: encode_label_png(
+        fuse_masks(raw, 3))}}, range(N))

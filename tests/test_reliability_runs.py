@@ -119,6 +119,11 @@ def _label_ids(out: Path) -> list[int]:
                   if (m := re.fullmatch(r"(\d+)\.png", e.name)))
 
 
+def _work_folders(out: Path) -> list[Path]:
+    """The hidden folders ``prepare`` works in beside ``out`` (it is all or nothing)."""
+    return sorted(out.parent.glob(f".{out.name}.prepare-*"))
+
+
 def _assert_labels_whole(out: Path, setup) -> int:
     """Every label present decodes to the fusion of its image's masks; returns the count."""
     ids = _label_ids(out)
@@ -182,8 +187,8 @@ KILL_MOMENTS = {  # name -> condition on the number of labels written so far
 @pytest.mark.parametrize("moment", [
     pytest.param(name, id=name, marks=pytest.mark.reliability(
         "runs", f"SIGKILL to `celebseg prepare` and its workers ({name.replace('-', ' ')})",
-        "every label left decodes to the fused masks; the re-run exits 0, no temp files, "
-        "tree equal to an uninterrupted run"))
+        "no --out at all (the labels were in its hidden work folder, each whole); the re-run "
+        "removes that folder, exits 0, tree equal to an uninterrupted run"))
     for name in KILL_MOMENTS])
 def test_sigkill_during_prepare(tmp_path, raw_setup, moment):
     out = tmp_path / "prepared"
@@ -192,23 +197,23 @@ def test_sigkill_during_prepare(tmp_path, raw_setup, moment):
 
     def reached():
         try:
-            return KILL_MOMENTS[moment](len(_label_ids(out)))
-        except FileNotFoundError:  # labels/ not made yet
+            return KILL_MOMENTS[moment](len(_label_ids(_work_folders(out)[0])))
+        except (FileNotFoundError, IndexError):  # the work folder or its labels/ not made yet
             return False
 
     _wait_until(proc, reached, f"the moment {moment}")
     os.killpg(proc.pid, signal.SIGKILL)
     killed = _finish(proc)
     assert killed.code == -signal.SIGKILL, str(killed)
-    assert not layout.info_path(out).exists(), "prepare finished before the kill: nothing tested"
-    kept = _assert_labels_whole(out, raw_setup)
-    print(f"killed at {moment}: {kept} of {COPIES} labels whole, "
-          f"temporaries left: {partial_files(out)}")
+    assert not out.exists(), "prepare finished before the kill: nothing tested"
+    (work,) = _work_folders(out)
+    kept = _assert_labels_whole(work, raw_setup)
+    print(f"killed at {moment}: {kept} of {COPIES} labels whole in {work.name}")
 
     again = run_cli(["prepare", "--data-root", raw_setup.raw, "--out", out, "--workers", "2"])
     assert again.code == 0, str(again)
-    assert f"{COPIES - kept} labels written, {kept} kept from an earlier run" in again.out
-    assert partial_files(out) == []
+    assert f"{COPIES} labels written, 0 kept from an earlier run" in again.out
+    assert partial_files(out) == [] and _work_folders(out) == []
     assert tree_digest(out) == raw_setup.digest
 
 
@@ -221,8 +226,8 @@ def test_ctrl_c_during_prepare(tmp_path, raw_setup):
     out = tmp_path / "prepared"
     argv = ["prepare", "--data-root", raw_setup.raw, "--out", out, "--workers", "2"]
     proc = _start(argv, tmp_path, "prepare")
-    _wait_until(proc, lambda: (out / "labels").is_dir() and len(_label_ids(out)) >= 200,
-                "200 labels")
+    _wait_until(proc, lambda: bool(_work_folders(out)) and (_work_folders(out)[0] / "labels").is_dir()
+                and len(_label_ids(_work_folders(out)[0])) >= 200, "200 labels")
     # The terminal sends SIGINT to every process of the group at once; holding the main
     # process for a moment makes the order deterministic: the workers see it first.
     os.kill(proc.pid, signal.SIGSTOP)
@@ -231,6 +236,7 @@ def test_ctrl_c_during_prepare(tmp_path, raw_setup):
     os.kill(proc.pid, signal.SIGCONT)
     stopped = _finish(proc)
     assert assert_user_error(stopped, code=130) == INTERRUPTED
+    assert not out.exists() and _work_folders(out) == []  # all or nothing
 
     again = run_cli(argv)
     assert again.code == 0, str(again)
@@ -240,8 +246,8 @@ def test_ctrl_c_during_prepare(tmp_path, raw_setup):
 @pytest.mark.slow
 @pytest.mark.reliability(
     "runs", "`celebseg prepare` onto a disk that fills up (a 256 KiB tmpfs), then again",
-    "one-line `No space left on device` naming a label, exit 2; labels kept and whole, no temp "
-    "files; with space the re-run equals a clean run")
+    "one-line `No space left on device` naming a label under --out, exit 2; no --out and no work "
+    "folder left (all or nothing); with space the re-run equals a clean run")
 def test_prepare_on_a_full_disk(tmp_path, raw_setup):
     with tiny_fs(tmp_path / "disk", "256k") as disk:
         out = disk / "prepared"
@@ -250,18 +256,15 @@ def test_prepare_on_a_full_disk(tmp_path, raw_setup):
         line = assert_user_error(first, "No space left on device", str(out / "labels"))
         label = rf"{re.escape(str(out / 'labels'))}/\d+\.png"
         assert re.fullmatch(rf"error: No space left on device: {label}", line), line
-        assert partial_files(out) == []
-        kept = _assert_labels_whole(out, raw_setup)
-        assert 0 < kept < COPIES
+        assert not out.exists() and _work_folders(out) == []
 
-        before = tree_digest(out)  # a second try on the still-full disk loses nothing
-        assert_user_error(run_cli(argv), "No space left on device")
-        assert tree_digest(out) == before and partial_files(out) == []
+        assert_user_error(run_cli(argv), "No space left on device")  # a second try: the same
+        assert not out.exists() and _work_folders(out) == []
 
         _resize(disk, "16m")  # the user frees space
         again = run_cli(argv)
         assert again.code == 0, str(again)
-        assert f"{kept} kept from an earlier run" in again.out
+        assert "0 kept from an earlier run" in again.out
         assert partial_files(out) == [] and tree_digest(out) == raw_setup.digest
 
 

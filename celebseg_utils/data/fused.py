@@ -12,8 +12,14 @@ notebooks work on it unchanged:
   official palette (``labels.PALETTE``), converted exactly; a colour outside the palette
   is an error naming the file and the pixel.
 - ``OUT/CelebA-HQ-img/<k>.jpg``: a link to each photo (a copy where the file system has
-  no links; non-JPEG photos are re-encoded at quality 95), so the prepared folder is its
-  own ``data_root``.
+  no links), so the prepared folder is its own ``data_root``. A photo that is not a JPEG,
+  or that carries an EXIF orientation (a phone photo stored sideways), is decoded by
+  :func:`~celebseg_utils.data.photo.read_photo` (upright, RGB) and re-encoded at quality
+  95: the training pipeline's JPEG decoder ignores EXIF, so it must read upright pixels.
+  Labels are read upright too, and a photo and its label must have the same shape
+  (aspect ratio; the label may be another size) and sides of ``photo.MIN_SIDE`` px or more.
+- ``OUT/label_sources.tsv``: ``k``, label file, and its size, mtime and SHA-256. A re-run
+  into the same ``OUT`` keeps a label only when all three are unchanged.
 - ``OUT/names.tsv``: ``k``, photo and label file of each image. Stems that are all whole
   numbers keep their number as ``k``; otherwise ``k`` numbers the stems in sorted order.
 - ``OUT/splits/*.txt``: a seeded split, stratified so that each rare class
@@ -26,11 +32,11 @@ notebooks work on it unchanged:
 >>> os.makedirs(f"{d}/images"); os.makedirs(f"{d}/labels")
 >>> for k in range(4):
 ...     Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(f"{d}/images/{k}.jpg")
-...     Image.fromarray(np.full((8, 8), k + 1, np.uint8), "L").save(f"{d}/labels/{k}.png")
+...     Image.fromarray(np.full((16, 16), k + 1, np.uint8), "L").save(f"{d}/labels/{k}.png")
 >>> info = prepare_fused(d + "/images", d + "/labels", d + "/prep", split={"train": 0.5, "test": 0.5},
 ...                      workers=1, progress=False)
 >>> info["num_images"], info["splits"], info["label_size"]
-(4, {'train': 2, 'val': 0, 'test': 2}, 8)
+(4, {'train': 2, 'val': 0, 'test': 2}, 16)
 """
 
 from __future__ import annotations
@@ -39,6 +45,7 @@ import hashlib
 import io
 import os
 import shutil
+import sys
 import time
 from pathlib import Path
 
@@ -47,13 +54,18 @@ import numpy as np
 from celebseg_utils import labels as L
 from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text, remove_partial_files
+from celebseg_utils.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from celebseg_utils.data.masks import BadFileError
+from celebseg_utils.data.photo import ORIENTATION_TAG, PhotoInfo, check_size, probe_photo, read_photo
+from celebseg_utils.data.prepare import encode_label_png
+from celebseg_utils.data.writer import PreparedWriter, nothing_prepared_error, problem_error, resolve_workers, run_jobs
 
 PHOTO_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
 LABEL_SUFFIXES = (".png",)
 DEFAULT_SPLIT = {"train": 0.8, "val": 0.1, "test": 0.1}
 RARE_IDS = tuple(L.class_id(name) for name in L.RARE_CLASSES)
+#: Per label: the file it was imported from and that file's size, mtime and SHA-256.
+SOURCES_FILE = "label_sources.tsv"
 # A colour's 24-bit code -> class id, for labels drawn in the official palette.
 _PALETTE_CODE = (L.PALETTE[:, 0].astype(np.int64) << 16) | (L.PALETTE[:, 1].astype(np.int64) << 8) | L.PALETTE[:, 2]
 
@@ -94,10 +106,12 @@ def parse_split(text) -> dict[str, float]:
     return fractions
 
 
-def read_fused_label(path) -> np.ndarray:
-    """uint8 (H, W) class ids of a fused label file (L, P or official-palette colours).
+def read_fused_label(path, data: bytes | None = None) -> np.ndarray:
+    """uint8 (H, W) class ids of a fused label file (L, P or official-palette colours);
+    ``data``: the file's bytes, when they are read already.
 
-    Raises :class:`~celebseg_utils.masks.BadFileError` naming the problem.
+    A label carrying an EXIF orientation is turned upright, as its photo is (both as every
+    viewer shows them). Raises :class:`~celebseg_utils.masks.BadFileError` naming the problem.
 
     >>> import tempfile, numpy as np; from PIL import Image
     >>> p = tempfile.mkdtemp() + "/a.png"
@@ -105,12 +119,14 @@ def read_fused_label(path) -> np.ndarray:
     >>> read_fused_label(p).tolist()
     [[0, 13], [17, 18]]
     """
-    from PIL import Image
+    from PIL import Image, ImageOps
 
     path = Path(path)
     try:
-        with Image.open(path) as im:
+        with Image.open(path if data is None else io.BytesIO(data)) as im:
             im.load()
+            if int(im.getexif().get(ORIENTATION_TAG, 1)) in range(2, 9):
+                im = ImageOps.exif_transpose(im)  # a transpose: ids are moved, never mixed
             mode = im.mode
             if mode in ("RGB", "RGBA"):
                 array = np.asarray(im.convert("RGB"))
@@ -124,7 +140,8 @@ def read_fused_label(path) -> np.ndarray:
     except FileNotFoundError:
         raise BadFileError(path, "missing label") from None
     except Exception as exc:  # noqa: BLE001 - PIL raises several types for broken files
-        if path.is_file() and path.stat().st_size == 0:
+        if (data is not None and not data) or (data is None and path.is_file()
+                                              and path.stat().st_size == 0):
             raise BadFileError(path, "empty label file (0 bytes)") from None
         raise BadFileError(path, f"unreadable label ({type(exc).__name__}: {exc})") from None
     if array.ndim == 3:
@@ -246,55 +263,103 @@ def stratified_split(presence: dict[int, tuple[bool, ...]], fractions: dict[str,
     return {n: sorted(v) for n, v in out.items()}
 
 
-def _link_photo(photo: Path, target: Path) -> None:
-    """``target`` (a .jpg) stands for ``photo``: a link, a copy, or a JPEG re-encoding."""
+def _place_photo(photo: Path, target: Path, info: PhotoInfo) -> tuple[list[str], bool]:
+    """``target`` (a .jpg) stands for ``photo``, upright: a link (a copy where the file system
+    has none) to a JPEG the training pipeline reads as every viewer shows it, else the
+    photo as :func:`~celebseg_utils.data.photo.read_photo` decodes it, re-encoded as a JPEG
+    at quality 95. Returns the decoder's notes, and whether ``target`` changed."""
     if target.is_symlink() or target.exists():
-        if target.is_symlink() and os.readlink(target) == str(photo):
-            return
+        if target.is_symlink() and os.readlink(target) == str(photo) and info.format == "JPEG" \
+                and info.orientation == 1:
+            return [], False
         target.unlink()
-    if photo.suffix.lower() in (".jpg", ".jpeg"):
+    # tf.image.decode_jpeg ignores EXIF orientation, so only an upright JPEG is linked.
+    if info.format == "JPEG" and info.orientation == 1:
         try:
             os.symlink(photo, target)
-            return
         except OSError:  # a file system without links (some mounted drives)
             tmp = target.with_name(f".{target.name}.tmp")
             shutil.copyfile(photo, tmp)
             os.replace(tmp, target)
-            return
+        return [], True
     from PIL import Image
 
-    with Image.open(photo) as im:
-        buffer = io.BytesIO()
-        im.convert("RGB").save(buffer, "JPEG", quality=95)
+    decoded = read_photo(photo)
+    buffer = io.BytesIO()
+    Image.fromarray(decoded.rgb).save(buffer, "JPEG", quality=95)
     atomic_write_bytes(target, buffer.getvalue())
+    return decoded.notes, True
+
+
+def file_identity(path, data: bytes | None = None) -> tuple[int, int, str]:
+    """``(size, mtime_ns, sha256)`` of a file: a label made from it is reused only when all
+    three are unchanged (a copy over it, an edit, another file of the same name: re-import).
+
+    >>> import tempfile, pathlib
+    >>> p = pathlib.Path(tempfile.mkdtemp()) / "a.png"; _ = p.write_bytes(b"abc")
+    >>> file_identity(p)[0], file_identity(p)[2][:12]
+    (3, 'ba7816bf8f01')
+    """
+    path = Path(path)
+    stat = path.stat()
+    data = path.read_bytes() if data is None else data
+    return stat.st_size, stat.st_mtime_ns, hashlib.sha256(data).hexdigest()
 
 
 def _fused_one(job) -> tuple:
-    """Worker: convert (or re-read) one label and link its photo; a problem is returned."""
-    from celebseg_utils.data.prepare import check_photo, encode_label_png
+    """Worker: convert (or reuse) one label and place its photo; a problem is returned.
 
-    k, photo, label_file, out = job
-    out = Path(out)
+    ``(k, (shape, rare presence) or None, problem or None, label reused, label identity,
+    notes, photo placed anew)``.
+    """
+    from celebseg_utils.data.prepare import check_geometry, check_photo
+
+    k, photo, label_file, work, previous = job
+    photo, label_file = Path(photo), Path(label_file)
+    target = layout.label_path(Path(work), k)
     try:
-        target = layout.label_path(out, k)
-        if target.exists():
-            label = read_fused_label(target)
-        else:
-            label = read_fused_label(label_file)
-            if Path(photo).suffix.lower() in (".jpg", ".jpeg"):
-                check_photo(photo)
+        try:
+            data = label_file.read_bytes()
+        except FileNotFoundError:
+            raise BadFileError(label_file, "missing label") from None
+        except OSError as exc:
+            raise BadFileError(label_file, f"unreadable label ({exc.strerror or exc})") from None
+        identity = file_identity(label_file, data)
+        reused = previous is not None and tuple(previous) == identity and target.exists()
+        label = read_fused_label(target if reused else label_file,
+                                 data=None if reused else data)
+        info = check_photo(photo) if photo.suffix.lower() in (".jpg", ".jpeg") else probe_photo(photo)
+        if info.format != "JPEG":
+            check_size(info)
+        check_geometry(info, (label.shape[1], label.shape[0]), str(label_file))
+        if not reused:
             atomic_write_bytes(target, encode_label_png(label))
-        _link_photo(Path(photo), layout.image_path(out, k))
+        notes, moved = _place_photo(photo, layout.image_path(Path(work), k), info)
     except BadFileError as exc:
-        return k, None, (k, str(exc.path), exc.reason)
+        return k, None, (k, str(exc.path), exc.reason), False, None, [], False
     except OSError as exc:
-        return k, None, (k, str(photo), f"unreadable photo ({exc.strerror or exc})")
+        return k, None, (k, str(photo), f"unreadable photo ({exc.strerror or exc})"), False, None, [], False
     counts = np.bincount(label.ravel(), minlength=L.NUM_CLASSES)
-    return k, (label.shape, tuple(bool(counts[c]) for c in RARE_IDS)), None
+    return (k, (label.shape, tuple(bool(counts[c]) for c in RARE_IDS)), None, reused, identity,
+            [f"{photo}: {note}" for note in notes], moved)
 
 
 def _fused_chunk(jobs) -> list:
     return [_fused_one(job) for job in jobs]
+
+
+def _read_identities(path: Path | None) -> dict[int, tuple]:
+    """``k -> (label file, size, mtime_ns, sha256)`` from a previous ``label_sources.tsv``."""
+    if path is None:
+        return {}
+    found = {}
+    try:
+        for line in path.read_text(encoding="utf-8").splitlines()[1:]:
+            k, label, size, mtime, digest = line.split("\t")
+            found[int(k)] = (label, int(size), int(mtime), digest)
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}  # a damaged record: every label is re-imported, which is always right
+    return found
 
 
 def prepare_fused(images_dir, labels_dir, out, split=None, split_seed: int = 0, workers=None,
@@ -303,81 +368,92 @@ def prepare_fused(images_dir, labels_dir, out, split=None, split_seed: int = 0, 
 
     Returns the ``prepare.json`` keys plus ``out``, ``written``, ``existing`` and
     ``seconds``, like :func:`celebseg_utils.prepare.prepare_dataset`. A problem (an unpaired
-    file, a label value above 18, a colour outside the palette, labels of mixed sizes, an
-    unreadable file) stops the run naming the file, unless ``skip_bad``: then the image is
-    left out and listed in ``OUT/problems.txt``.
+    file, a label value above 18, a colour outside the palette, labels of mixed sizes, a
+    photo and label of different shapes, a photo under ``photo.MIN_SIDE`` px, an unreadable
+    file) stops the run naming the file, unless ``skip_bad``: then the image is left out
+    and listed in ``OUT/problems.txt``. Like ``prepare_dataset``, the run is all or
+    nothing. A label of an earlier run into ``out`` is kept only when its source file is
+    the same (size, mtime and SHA-256, ``OUT/label_sources.tsv``); any other is re-imported.
     """
-    from celebseg_utils.data import prepare as P
-
     start = time.perf_counter()
     images_dir, labels_dir, out = Path(images_dir).resolve(), Path(labels_dir).resolve(), Path(out)
     fractions = parse_split(DEFAULT_SPLIT if split is None else split)
-    workers = P._resolve_workers(workers)
+    workers = resolve_workers(workers)
     pairs, problems = pair_files(images_dir, labels_dir)
+    total = len(pairs) + len(problems)  # every stem, paired or not
     if problems and not skip_bad:
-        P._raise(problems[0], out)
+        raise problem_error(problems[0], out)
     names = "\n".join(f"{k} {stem}" for k, stem, _, _ in pairs)
     source = {"fused_sha256": hashlib.sha256(names.encode()).hexdigest()}
-    labels_dir_out = P._open_out(out, source)
-    image_dir_out = out / layout.IMAGE_DIR
-    image_dir_out.mkdir(parents=True, exist_ok=True)
-    for folder in (labels_dir_out, out, image_dir_out, layout.split_path(out, "train").parent):
-        remove_partial_files(folder)
-    existing = sum(layout.label_path(out, k).exists() for k, _, _, _ in pairs)
-    jobs = [(k, str(photo), str(label), str(out)) for k, _, photo, label in pairs]
-    chunk = max(1, min(64, len(jobs) // (workers * 8) or 1))
-    chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
-    presence, sizes = {}, {}
-    stream = P._run(chunks, workers if len(jobs) > 2 * chunk else 1, len(jobs), progress,
-                    work=_fused_chunk)
-    try:
-        for results in stream:
-            for k, found, problem in results:
-                if problem is not None:
-                    if not skip_bad:
-                        P._raise(problem, out)
-                    problems.append(problem)
-                else:
+    with PreparedWriter(out, source) as writer:
+        work = writer.work
+        image_dir_out = work / layout.IMAGE_DIR
+        image_dir_out.mkdir(parents=True, exist_ok=True)
+        before = _read_identities(writer.previous(SOURCES_FILE))
+        jobs = [(k, str(photo), str(label), str(work),
+                 before[k][1:] if before.get(k, ("",))[0] == str(label) else None)
+                for k, _, photo, label in pairs]
+        chunk = max(1, min(64, len(jobs) // (workers * 8) or 1))
+        chunks = [jobs[i:i + chunk] for i in range(0, len(jobs), chunk)]
+        presence, sizes, identities, existing, photos_moved = {}, {}, {}, 0, False
+        stream = run_jobs(chunks, _fused_chunk, workers if len(jobs) > 2 * chunk else 1,
+                          len(jobs), progress)
+        try:
+            for results in stream:
+                for k, found, problem, reused, identity, notes, moved in results:
+                    for note in notes:
+                        print(f"note: {note}", file=sys.stderr)
+                    if problem is not None:
+                        if not skip_bad:
+                            raise problem_error(problem, out)
+                        problems.append(problem)
+                        continue
                     sizes[k], presence[k] = found
-    finally:
-        stream.close()
-        remove_partial_files(labels_dir_out)
-    size = _common_size(sizes, {k: label for k, _, _, label in pairs}, problems, skip_bad, out)
-    for k in [k for k in presence if sizes[k] != (size, size)]:
-        del presence[k]
-    problems.sort()
-    if not presence:
-        raise CelebsegError(f"none of the {len(pairs)} photo/label pairs could be prepared; the "
-                            f"reasons are listed in {out / 'problems.txt'}")
-    split_ids = stratified_split(presence, fractions, split_seed)
-    for name, ids in split_ids.items():
-        atomic_write_text(layout.split_path(out, name), "".join(f"{k}\n" for k in ids))
-    atomic_write_text(out / "names.tsv", "k\tphoto\tlabel\n" + "".join(
-        f"{k}\t{photo}\t{label}\n" for k, _, photo, label in pairs))
-    problems_file = out / "problems.txt"
-    if skip_bad:
-        atomic_write_text(problems_file, "".join(f"{k}\t{f}\t{r}\n" for k, f, r in problems))
-    else:
-        problems_file.unlink(missing_ok=True)
-    info = {"data_root": str(out.resolve()), "label_size": size,
-            "num_images": sum(len(v) for v in split_ids.values()),
-            "splits": {name: len(ids) for name, ids in split_ids.items()}, "problems": len(problems),
-            "source": {"kind": "fused", "images": str(images_dir), "labels": str(labels_dir)},
-            "split": {"fractions": fractions, "seed": int(split_seed),
-                      "stratified_by": list(L.RARE_CLASSES)}}
-    atomic_write_json(layout.info_path(out), info)
-    if tfrecords:
+                    identities[k] = identity
+                    existing += reused
+                    photos_moved |= moved
+        finally:
+            stream.close()
+        size = _common_size(sizes, {k: label for k, _, _, label in pairs}, problems, skip_bad, out)
+        for k in [k for k in presence if sizes[k] != (size, size)]:
+            del presence[k]
+        problems.sort()
+        if not presence:
+            raise nothing_prepared_error(total, "photo/label pairs", problems, out)
+        good = set(presence)
+        for folder in (work / "labels", image_dir_out):  # nothing of images left out stays
+            for entry in os.scandir(folder):
+                stem = entry.name.split(".")[0]
+                if not (stem.isdigit() and int(stem) in good and entry.name.count(".") == 1):
+                    os.unlink(entry.path)
+        split_ids = stratified_split(presence, fractions, split_seed)
+        if writer.write_splits(split_ids) or existing < len(good) or photos_moved:
+            writer.drop_derived()
+        atomic_write_text(work / "names.tsv", "k\tphoto\tlabel\n" + "".join(
+            f"{k}\t{photo}\t{label}\n" for k, _, photo, label in pairs))
+        atomic_write_text(work / SOURCES_FILE, "k\tlabel\tsize\tmtime_ns\tsha256\n" + "".join(
+            f"{k}\t{label}\t" + "\t".join(map(str, identities[k])) + "\n"
+            for k, _, _, label in pairs if k in good))
+        writer.write_problems(problems, skip_bad)
+        info = {"data_root": str(out.resolve()), "label_size": size,
+                "num_images": sum(len(v) for v in split_ids.values()),
+                "splits": {name: len(ids) for name, ids in split_ids.items()},
+                "problems": len(problems),
+                "source": {"kind": "fused", "images": str(images_dir), "labels": str(labels_dir)},
+                "split": {"fractions": fractions, "seed": int(split_seed),
+                          "stratified_by": list(L.RARE_CLASSES)}}
+        atomic_write_json(layout.info_path(work), info)
+        writer.commit()
+    if tfrecords:  # after the commit: the shards read the photos where prepare.json says
         from celebseg_utils.data.shards import write_tfrecord_shards
 
         write_tfrecord_shards(out, progress=progress)
-    return {**info, "out": str(out), "written": len(jobs) - existing, "existing": existing,
+    return {**info, "out": str(out), "written": len(good) - existing, "existing": existing,
             "seconds": time.perf_counter() - start}
 
 
 def _common_size(sizes: dict, label_files: dict, problems: list, skip_bad: bool, out: Path) -> int:
     """The labels' one size (the most common); others are problems."""
-    from celebseg_utils.data.prepare import _raise
-
     if not sizes:
         return 0
     values, counts = np.unique([f"{h}x{w}" for h, w in sizes.values()], return_counts=True)
@@ -389,7 +465,7 @@ def _common_size(sizes: dict, label_files: dict, problems: list, skip_bad: bool,
                    f"label of {sizes[k][1]}x{sizes[k][0]} px where the others are {w}x{h}: all "
                    f"labels must share one size")
         if not skip_bad:
-            _raise(problem, out)
+            raise problem_error(problem, out)
         problems.append(problem)
     if h != w:
         raise CelebsegError(f"labels such as {label_files[min(sizes)]} are {w}x{h} px: square "

@@ -1,6 +1,8 @@
 """tf.data pipelines from a prepared folder: batches of photos, labels and pixel weights.
 
-``make_dataset`` reads the photos from the raw data root (``layout.photo_path``) and the
+``make_dataset`` reads the photos from the raw data root (``layout.photo_path``; their
+stored pixels are upright: ``prepare`` refuses a raw photo with an EXIF orientation, and
+writes an upright JPEG, decoded by ``data.photo.read_photo``, for a fused one) and the
 labels from ``PREP/labels``, or both from ``PREP/tfrecords`` when shards exist for the split
 (local or ``gs://``). Per element: JPEG decoding with DCT-domain downscaling (the largest
 ``ratio`` in 1, 2, 4, 8 that keeps the photo at least ``image_size``: a 1024 px photo for

@@ -11,22 +11,27 @@ exist, have a readable JPEG header and end with the JPEG end-of-image marker (th
 missing, foreign and truncated photos for 0.07 ms; decoding the photo, even at 1/8 scale
 in the DCT domain, costs 1 ms, a third more on top of the ~3 ms that fusing the masks
 takes, and damage inside the JPEG data is rare: the training pipeline's decoder reports
-it), and its masks must exist, decode and share one size (an image without any mask
-file is a problem, not an all-background label: every face has skin, so it means lost
-files). Masks of an image that has no photo and is not in the mapping are a problem too.
-A problem stops the run with a ``CelebsegError`` naming the file, unless ``skip_bad``:
-then the image is left out of the splits and listed in ``problems.txt``.
+it); its header must show a photo of at least ``photo.MIN_SIDE`` px, of its masks' (square)
+shape, and no EXIF orientation (the training pipeline reads the stored pixels, and the raw
+layout's masks are drawn on upright photos); and its masks must exist, decode and share one
+size (an image without any mask file is a problem, not an all-background label: every face
+has skin, so it means lost files). Masks of an image that has no photo and is not in the
+mapping are a problem too. A problem stops the run with a ``CelebsegError`` naming the
+file, unless ``skip_bad``: then the image is left out of the splits and listed in
+``problems.txt``.
 
 A problem of the whole folder (a missing or unreadable folder, a file where a folder
 belongs, masks outside their ``k // 2000`` subfolders, a mapping without images) stops the
 run even with ``skip_bad``, and so does a run that would leave no image at all.
 
-Work is spread over worker processes in chunks of image ids. Labels are written
-atomically, so an existing label is complete and a re-run skips it; an interrupted run
-leaves at most hidden ``.<k>.*.tmp.png`` files, removed at the next run. Because labels
-are kept, ``OUT/source.json`` records the data they come from (the mapping rows and the
-mask size, not the folder's path, so moving the raw folder is fine) and a run on other
-data into the same ``OUT`` stops instead of mixing the two.
+The run is a transaction (:class:`~celebseg_utils.data.writer.PreparedWriter`): it works in
+a hidden copy of ``OUT`` beside it and puts it in place only when everything succeeded, so
+a failed or interrupted run leaves ``OUT`` exactly as it was. Work is spread over worker
+processes in chunks of image ids. A re-run keeps a label of the previous ``OUT`` when its
+mask files are the same ones (names, sizes, mtimes: ``OUT/mask_sources.tsv``), and fuses
+it again otherwise; ``OUT/source.json`` records the data they come from (the mapping rows and the mask size,
+not the folder's path, so moving the raw folder is fine) and a run on other data into the
+same ``OUT`` stops instead of mixing the two.
 
 >>> import tempfile
 >>> from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
@@ -40,13 +45,9 @@ from __future__ import annotations
 
 import collections
 import hashlib
-import json
-import multiprocessing
 import os
 import re
-import signal
 import struct
-import sys
 import time
 import zlib
 from pathlib import Path
@@ -55,23 +56,21 @@ import numpy as np
 
 from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.fileio import (atomic_write_bytes, atomic_write_json, atomic_write_text,
-                                   remove_partial_files)
+from celebseg_utils.fileio import atomic_write_bytes, atomic_write_json, atomic_write_text
 from celebseg_utils.labels import ATTRIBUTES
 from celebseg_utils.data.masks import PNG_SIGNATURE, BadFileError, fuse_mask_files, mask_size
+from celebseg_utils.data.photo import MIN_SIDE, PhotoInfo, aspect_agrees, check_size, probe_photo
 from celebseg_utils.data.splits import read_mapping, split_of
+from celebseg_utils.data.writer import (PreparedWriter, nothing_prepared_error, problem_error,
+                                        resolve_workers, run_jobs)
 
 _MASK_NAME = re.compile(r"^(\d+)_([a-z_]+)\.png$")
 _PHOTO_NAME = re.compile(r"^(\d+)\.jpg$")
 _ATTRIBUTE_ID = {name: i for i, name in enumerate(ATTRIBUTES, start=1)}
+#: Per prepared image: the fingerprint of the mask files its label was fused from.
+MASK_SOURCES_FILE = "mask_sources.tsv"
 _GET_DATA = ("get the dataset with `celebseg download --source kaggle --out {root}`, or make a "
              "synthetic one with `celebseg synth --out {root} --count 300`")
-
-
-def _ignore_sigint() -> None:
-    # Ctrl-C reaches the whole process group: only the main process reports it (one line);
-    # workers printing their own KeyboardInterrupt tracebacks would bury it.
-    signal.signal(signal.SIGINT, signal.SIG_IGN)
 
 
 def encode_label_png(label: np.ndarray) -> bytes:
@@ -97,42 +96,71 @@ def encode_label_png(label: np.ndarray) -> bytes:
             + chunk(b"IEND", b""))
 
 
-def check_photo(path) -> None:
-    """Raise :class:`~celebseg_utils.data.masks.BadFileError` unless ``path`` looks like a whole JPEG.
+def check_photo(path) -> PhotoInfo:
+    """The :class:`~celebseg_utils.data.photo.PhotoInfo` of a photo that looks like a whole
+    JPEG; :class:`~celebseg_utils.data.masks.BadFileError` otherwise.
 
-    Checks the header (format, size) and the end-of-image marker in the last 4 KiB.
+    Checks the header (format, size of at least ``photo.MIN_SIDE``) and the end-of-image
+    marker in the last 4 KiB; nothing is decoded.
 
     >>> check_photo("/nonexistent/0.jpg")
     Traceback (most recent call last):
     ...
     celebseg_utils.data.masks.BadFileError: /nonexistent/0.jpg: missing photo
     """
-    from PIL import Image, UnidentifiedImageError
-
     path = Path(path)
+    info = probe_photo(path)
+    if info.format != "JPEG":
+        raise BadFileError(path, f"photo is {info.format}, not JPEG")
     try:
         with open(path, "rb") as fh:
-            with Image.open(fh) as im:
-                fmt, (width, height) = im.format, im.size
             size = fh.seek(0, os.SEEK_END)
             fh.seek(max(0, size - 4096))
             tail = fh.read()
-    except FileNotFoundError:
-        raise BadFileError(path, "missing photo") from None
-    except Exception as exc:  # noqa: BLE001 - PIL raises several types for a broken header
-        if path.is_file() and path.stat().st_size == 0:  # PIL would say "cannot identify"
-            raise BadFileError(path, "empty photo file (0 bytes)") from None
-        if isinstance(exc, UnidentifiedImageError):  # its text repeats the path, as a file object
-            raise BadFileError(path, "unreadable photo (not a JPEG nor any image format)") from None
-        raise BadFileError(path, f"unreadable photo ({exc or type(exc).__name__})") from None
-    if fmt != "JPEG":
-        raise BadFileError(path, f"photo is {fmt}, not JPEG")
-    if width < 1 or height < 1 or b"\xff\xd9" not in tail:
+    except OSError as exc:
+        raise BadFileError(path, f"unreadable photo ({exc.strerror or exc})") from None
+    if b"\xff\xd9" not in tail:
         raise BadFileError(path, "truncated photo (no JPEG end-of-image marker)")
+    check_size(info, max_pixels=0)  # the pipeline decodes large photos at 1/2..1/8 scale
+    return info
+
+
+def check_geometry(info: PhotoInfo, label_size: tuple[int, int], label_name: str) -> None:
+    """BadFileError naming the photo unless a label of ``label_size`` (w, h) fits it: at
+    least ``photo.MIN_SIDE`` px, and the photo's aspect ratio (the label may be another
+    size, as CelebAMask-HQ's 512 px masks of 1024 px photos, not another shape).
+
+    >>> from celebseg_utils.data.photo import PhotoInfo
+    >>> check_geometry(PhotoInfo(Path("a.jpg"), "JPEG", "RGB", (512, 300), (512, 300), 1, 1),
+    ...                (512, 512), "a.png")
+    Traceback (most recent call last):
+    ...
+    celebseg_utils.data.masks.BadFileError: a.jpg: photo is 512x300 px but its label a.png is 512x512: their aspect ratios differ (a label may be another size than its photo, not another shape)
+    """
+    (pw, ph), (lw, lh) = info.size, label_size
+    if min(lw, lh) < MIN_SIDE:
+        raise BadFileError(label_name, f"label too small ({lw}x{lh} px): at least {MIN_SIDE} px "
+                                       f"on each side")
+    if aspect_agrees(info.size, label_size):
+        return
+    reason = (f"photo is {pw}x{ph} px but its label {label_name} is {lw}x{lh}: their aspect "
+              f"ratios differ (a label may be another size than its photo, not another shape)")
+    if info.orientation != 1 and aspect_agrees(info.stored_size, label_size):
+        sw, sh = info.stored_size
+        reason += (f"; the photo is stored {sw}x{sh} and its EXIF orientation {info.orientation} "
+                   f"shows it {info.turned}, as every viewer does: draw the label on the photo "
+                   f"as it is shown")
+    raise BadFileError(info.path, reason)
 
 
 def _prepare_one(root: Path, out: Path, k: int, masks, size: int) -> None:
-    check_photo(layout.image_path(root, k))
+    photo = check_photo(layout.image_path(root, k))
+    if photo.orientation != 1:
+        raise BadFileError(photo.path, f"photo has EXIF orientation {photo.orientation} (viewers "
+                                       f"show it {photo.turned}); the raw layout's masks are drawn "
+                                       f"on photos stored upright: store it upright (e.g. "
+                                       f"`exiftran -ai {photo.path.name}`) or strip the tag")
+    check_geometry(photo, (size, size), str(layout.mask_path(root, k, "*")))
     where = layout.mask_path(root, k, "*")
     label = fuse_mask_files(masks, size, name=str(where))
     atomic_write_bytes(layout.label_path(out, k), encode_label_png(label))
@@ -236,83 +264,38 @@ def _label_size(ids, masks, mask_dir: Path) -> int:
     return width
 
 
+def _mask_fingerprint(masks) -> str:
+    """SHA-256 of the names, sizes and mtimes of an image's mask files (a stat each, ~2 us:
+    hashing their bytes would cost as much as fusing them again).
+
+    >>> _mask_fingerprint([])[:12]
+    'e3b0c44298fc'
+    """
+    parts = []
+    for _, path in masks:
+        try:
+            st = os.stat(path)
+        except OSError:
+            return ""  # unreadable now: never matches, so the image is redone (and checked)
+        parts.append(f"{os.path.basename(path)}:{st.st_size}:{st.st_mtime_ns}")
+    return hashlib.sha256("\n".join(parts).encode()).hexdigest()
+
+
+def _read_fingerprints(path) -> dict[int, str]:
+    """``k -> mask fingerprint`` of a previous run's ``mask_sources.tsv`` ({} when none)."""
+    if path is None:
+        return {}
+    try:
+        rows = [line.split("\t") for line in path.read_text(encoding="utf-8").splitlines()[1:]]
+        return {int(k): fp for k, fp in rows}
+    except (OSError, ValueError, UnicodeDecodeError):
+        return {}  # damaged: every label is fused again, which is always right
+
+
 def _source(rows, size: int) -> dict:
     """What the labels are made from, independent of where the raw folder lives."""
     text = "\n".join(f"{idx} {orig} {name}" for idx, orig, name in sorted(rows))
     return {"mapping_sha256": hashlib.sha256(text.encode()).hexdigest(), "label_size": size}
-
-
-def _open_out(out: Path, source: dict) -> Path:
-    """Create ``OUT/labels``; refuse an ``OUT`` whose labels were made from other data.
-
-    A re-run keeps every label it finds, so labels of another dataset (a synthetic folder
-    prepared into the same ``--out`` first, say) would silently stay. ``OUT/source.json``
-    records the mapping rows and mask size they come from; moving the raw folder keeps it.
-    """
-    labels_dir = out / "labels"
-    for path in (out, labels_dir):
-        if path.exists() and not path.is_dir():
-            raise CelebsegError(f"--out {out}: {path} is a file, not a folder; choose another --out")
-    source_file = layout.source_path(out)
-    try:
-        old = json.loads(source_file.read_text())
-    except FileNotFoundError:
-        old = None
-    except (OSError, ValueError):
-        old = {}
-    if old is not None and old != source:
-        what = ("masks of another size" if "mapping_sha256" in source
-                and old.get("mapping_sha256") == source["mapping_sha256"]
-                else "another mapping file" if "mapping_sha256" in source
-                else "other photo/label files")
-        raise CelebsegError(
-            f"--out {out} holds labels made from other data ({what}, says {source_file}); "
-            f"choose another --out, or delete {labels_dir} and {source_file} to remake them")
-    labels_dir.mkdir(parents=True, exist_ok=True)
-    if old is None:
-        atomic_write_json(source_file, source)
-    return labels_dir
-
-
-def _start_method() -> str:
-    # fork starts workers in milliseconds, but forking TensorFlow's runtime threads can
-    # deadlock the children; forkserver/spawn re-import this module instead (about 0.5 s).
-    methods = multiprocessing.get_all_start_methods()
-    if "fork" in methods and "tensorflow" not in sys.modules:
-        return "fork"
-    return "forkserver" if "forkserver" in methods else "spawn"
-
-
-def _run(jobs, workers: int, total: int, progress: bool, work=None):
-    """Yield each job's results (``work(job)``, default a chunk of raw images), in parallel
-    when ``workers > 1``."""
-    work = _prepare_chunk if work is None else work
-    from tqdm.auto import tqdm
-
-    with tqdm(total=total, desc="prepare", unit="img", disable=not progress) as bar:
-        if workers == 1:
-            for job in jobs:
-                results = work(job)
-                bar.update(len(results))
-                yield results
-            return
-        pool = multiprocessing.get_context(_start_method()).Pool(workers, initializer=_ignore_sigint)
-        try:
-            for results in pool.imap_unordered(work, jobs):
-                bar.update(len(results))
-                yield results
-            pool.close()
-        finally:
-            pool.terminate()
-            pool.join()
-
-
-def _resolve_workers(workers) -> int:
-    if workers is None:
-        return len(os.sched_getaffinity(0)) if hasattr(os, "sched_getaffinity") else (os.cpu_count() or 1)
-    if int(workers) < 1:
-        raise CelebsegError(f"--workers must be at least 1 (got {workers}); leave it out to use all cores")
-    return int(workers)
 
 
 def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_bad: bool = False,
@@ -333,7 +316,7 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
     start = time.perf_counter()
     root, out = Path(data_root).resolve(), Path(out)
     _check_raw(root)
-    workers = _resolve_workers(workers)
+    workers = resolve_workers(workers)
     rows = read_mapping(layout.mapping_path(root))
     if not rows:
         raise CelebsegError(f"{layout.mapping_path(root)} lists no images (only its header): "
@@ -345,65 +328,67 @@ def prepare_dataset(data_root, out, workers=None, tfrecords: bool = False, skip_
         problems.append((k, str(layout.mask_path(root, k, "*")), "masks without a photo (and not in the mapping)"))
     size = _label_size(sorted(split_by_id), masks, root / layout.MASK_DIR)
 
-    labels_dir = _open_out(out, _source(rows, size))
-    # What a killed run was writing (labels, prepare.json, source.json, splits) is incomplete.
-    for folder in (labels_dir, out, layout.split_path(out, "train").parent):
-        remove_partial_files(folder)
-    done = {int(m.group(1)) for e in os.scandir(labels_dir) if (m := re.match(r"^(\d+)\.png$", e.name))}
-    todo = sorted(k for k in split_by_id if k not in done)
-    for k in todo:
-        if k not in photos:
-            problems.append((k, str(layout.image_path(root, k)), "missing photo"))
-        elif not masks.get(k):
-            problems.append((k, str(layout.mask_path(root, k, "*")), "no mask files"))
-    if problems and not skip_bad:
-        _raise(problems[0], out)
-    bad = {p[0] for p in problems}
-    todo = [k for k in todo if k not in bad]
-    chunk = max(1, min(64, len(todo) // (workers * 8) or 1))
-    jobs = [(str(root), str(out), [(k, masks[k]) for k in todo[i:i + chunk]], size)
-            for i in range(0, len(todo), chunk)]
-    written = 0
-    results_stream = _run(jobs, workers if len(todo) > 2 * chunk else 1, len(todo), progress)
-    try:
-        for results in results_stream:
-            written += results.count(None)
-            for problem in filter(None, results):
-                if not skip_bad:
-                    _raise(problem, out)
-                problems.append(problem)
-    finally:
-        results_stream.close()  # stops the workers now; a killed writer may leave a temporary
-        remove_partial_files(labels_dir)
-    problems.sort()
-    bad = {p[0] for p in problems}
-    split_ids = {name: [] for name in layout.SPLITS}
-    for k in sorted(split_by_id):
-        if k not in bad:
-            split_ids[split_by_id[k]].append(k)
-    for name, ids in split_ids.items():
-        atomic_write_text(layout.split_path(out, name), "".join(f"{k}\n" for k in ids))
-    problems_file = out / "problems.txt"
-    if skip_bad:
-        atomic_write_text(problems_file, "".join(f"{k}\t{f}\t{r}\n" for k, f, r in problems))
-    else:
-        problems_file.unlink(missing_ok=True)
-    if not any(split_ids.values()):  # an empty prepared folder only fails later, obscurely
-        raise CelebsegError(f"none of the {len(split_by_id)} images of the mapping file could be "
-                            f"prepared; the reasons are listed in {problems_file}")
-    info = {"data_root": str(root), "label_size": size,
-            "num_images": sum(len(v) for v in split_ids.values()),
-            "splits": {name: len(ids) for name, ids in split_ids.items()}, "problems": len(problems)}
-    atomic_write_json(layout.info_path(out), info)
-    if tfrecords:
+    with PreparedWriter(out, _source(rows, size)) as writer:
+        work = writer.work
+        labels_dir = work / "labels"
+        # A label is kept only when its masks are the files it was made from (same names,
+        # sizes and mtimes): an edited or replaced mask is fused again.
+        fingerprints = {k: _mask_fingerprint(masks.get(k, [])) for k in split_by_id}
+        before = _read_fingerprints(writer.previous(MASK_SOURCES_FILE))
+        done = {int(m.group(1)) for e in os.scandir(labels_dir) if (m := re.match(r"^(\d+)\.png$", e.name))}
+        done = {k for k in done if k in fingerprints and before.get(k) == fingerprints[k]}
+        todo = sorted(k for k in split_by_id if k not in done)
+        for k in todo:
+            if k not in photos:
+                problems.append((k, str(layout.image_path(root, k)), "missing photo"))
+            elif not masks.get(k):
+                problems.append((k, str(layout.mask_path(root, k, "*")), "no mask files"))
+        if problems and not skip_bad:
+            raise problem_error(problems[0], out)
+        bad = {p[0] for p in problems}
+        todo = [k for k in todo if k not in bad]
+        chunk = max(1, min(64, len(todo) // (workers * 8) or 1))
+        jobs = [(str(root), str(work), [(k, masks[k]) for k in todo[i:i + chunk]], size)
+                for i in range(0, len(todo), chunk)]
+        written = 0
+        results_stream = run_jobs(jobs, _prepare_chunk, workers if len(todo) > 2 * chunk else 1,
+                                  len(todo), progress)
+        try:
+            for results in results_stream:
+                written += results.count(None)
+                for problem in filter(None, results):
+                    if not skip_bad:
+                        raise problem_error(problem, out)
+                    problems.append(problem)
+        finally:
+            results_stream.close()  # stops the workers now, before the work folder goes
+        problems.sort()
+        bad = {p[0] for p in problems}
+        split_ids = {name: [] for name in layout.SPLITS}
+        for k in sorted(split_by_id):
+            if k not in bad:
+                split_ids[split_by_id[k]].append(k)
+        if not any(split_ids.values()):  # an empty prepared folder only fails later, obscurely
+            raise nothing_prepared_error(len(split_by_id), "images of the mapping file",
+                                         problems, out)
+        if writer.write_splits(split_ids) or written:
+            writer.drop_derived()
+        writer.write_problems(problems, skip_bad)
+        kept = {k for ids in split_ids.values() for k in ids}
+        for entry in os.scandir(labels_dir):  # a label of an image left out is not kept
+            if not (re.match(r"^\d+\.png$", entry.name) and int(entry.name[:-4]) in kept):
+                os.unlink(entry.path)
+        atomic_write_text(work / MASK_SOURCES_FILE, "k\tmasks\n" + "".join(
+            f"{k}\t{fingerprints[k]}\n" for ids in split_ids.values() for k in ids))
+        info = {"data_root": str(root), "label_size": size,
+                "num_images": sum(len(v) for v in split_ids.values()),
+                "splits": {name: len(ids) for name, ids in split_ids.items()},
+                "problems": len(problems)}
+        atomic_write_json(layout.info_path(work), info)
+        writer.commit()
+    if tfrecords:  # after the commit: the shards read the photos where prepare.json says
         from celebseg_utils.data.shards import write_tfrecord_shards
 
         write_tfrecord_shards(out, progress=progress)
     return {**info, "out": str(out), "written": written,
             "existing": len(done & set(split_by_id)), "seconds": time.perf_counter() - start}
-
-
-def _raise(problem, out: Path):
-    k, path, reason = problem
-    raise CelebsegError(f"{path}: {reason} (image {k}); fix or remove it, or re-run with --skip-bad "
-                        f"to leave such images out (listed in {out / 'problems.txt'})")

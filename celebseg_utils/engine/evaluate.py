@@ -335,6 +335,31 @@ def add_evaluate_arguments(parser) -> None:
                              "first, as published face-parsing tables score")
 
 
+def check_results_out(out) -> None:
+    """Refuse, before any work, an ``--out`` where the report cannot be written: a file in
+    place of its folder (``--out notes.txt`` names the folder ``notes.txt/``), or a folder
+    in place of ``results.json``.
+
+    >>> import tempfile, pathlib
+    >>> f = pathlib.Path(tempfile.mkdtemp()) / "notes.txt"; _ = f.write_text("x")
+    >>> check_results_out(f)  # doctest: +ELLIPSIS
+    Traceback (most recent call last):
+    ...
+    celebseg_utils.errors.CelebsegError: --out .../notes.txt: .../notes.txt is a file, not a folder; ...
+    """
+    path = results_path(None, "test", out)
+    if path.is_dir():
+        raise CelebsegError(f"--out {out}: {path} is a folder, not a file; choose another --out")
+    for folder in (path.parent, *path.parent.parents):
+        if folder.exists():
+            if not folder.is_dir():
+                raise CelebsegError(f"--out {out}: {folder} is a file, not a folder; evaluate writes "
+                                    f"results.json, results.md and two figures into the folder "
+                                    f"--out names (or next to --out NAME.json); choose another "
+                                    f"--out")
+            break
+
+
 def run_evaluate(args) -> int:
     """``celebseg evaluate``: writes the report and prints its table.
 
@@ -342,6 +367,8 @@ def run_evaluate(args) -> int:
     ...                                 out=None, batch_size=8))  # doctest: +SKIP
     0
     """
+    if args.out is not None:
+        check_results_out(args.out)
     results = evaluate_model(args.model, args.prepared, split=args.split, out=args.out,
                              batch_size=args.batch_size,
                              protocol=getattr(args, "protocol", "model_size"))

@@ -6,8 +6,12 @@ the logits are resized back and cropped to the photo, optionally averaged with t
 mirrored photo (flip test-time augmentation).
 
 For each photo ``OUT/<stem>.png`` (uint8 label map, mode L, the photo's size) and
-``OUT/<stem>_overlay.png`` (the photo with the colourised labels) are written. Unreadable
-photos stop the run before anything is written, unless ``skip_bad`` leaves them out.
+``OUT/<stem>_overlay.png`` (the photo with the colourised labels) are written. Photos are
+read by :func:`celebseg_utils.data.photo.read_photo`: upright as their EXIF orientation
+says (the label map has the size a viewer shows), any bit depth and colour mode, the first
+frame of an animation (with a ``note:`` line). Unreadable photos, photos with a side under
+``photo.MIN_SIDE`` px and photos too large for this machine's memory stop the run before
+anything is written, unless ``skip_bad`` leaves them out.
 
 With ``align=True`` (``--align``) the photo is not parsed whole: every face is detected
 (``engine.detect``), taken into the CelebA-HQ frame at the model's input size
@@ -29,8 +33,10 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import numpy as np
-from PIL import Image, UnidentifiedImageError
+from PIL import Image
 
+from celebseg_utils.data.masks import BadFileError
+from celebseg_utils.data.photo import Photo, pixel_limit, probe_photo, read_photo
 from celebseg_utils.visualization import viz
 from celebseg_utils.engine import align as geom
 from celebseg_utils.engine.detect import INSTALL_HINT, Face, FaceDetector
@@ -48,21 +54,34 @@ MIN_EYE_DISTANCE = 16.0
 OVERLAY_ALPHA = 0.5
 
 
-def read_image(path) -> np.ndarray:
-    """RGB uint8 (H, W, 3) array of the image at ``path``; CelebsegError if it is not one.
+def read_photo_checked(path) -> Photo:
+    """The photo at ``path`` as :func:`celebseg_utils.data.photo.read_photo` decodes it
+    (upright by its EXIF orientation, any bit depth and colour mode, sides of at least
+    ``photo.MIN_SIDE`` px, within this machine's memory); CelebsegError naming the file.
 
-    >>> read_image("face.jpg").shape  # doctest: +SKIP
-    (1024, 1024, 3)
+    >>> read_photo_checked("phone.jpg").rgb.shape  # doctest: +SKIP
+    (4032, 3024, 3)
     """
     path = Path(path)
     if not path.is_file():
         raise CelebsegError(f"image {path} not found: give the path of an existing photo")
     try:
-        with Image.open(path) as img:
-            return np.asarray(img.convert("RGB"))
-    except (UnidentifiedImageError, OSError, ValueError) as exc:
-        raise CelebsegError(f"{path} is not a readable image ({exc.__class__.__name__}): "
-                            f"give a JPEG or PNG photo") from exc
+        return read_photo(path)
+    except BadFileError as exc:
+        if exc.reason.startswith(("unreadable", "empty")):
+            raise CelebsegError(f"{path} is not a readable image ({exc.reason}): give a JPEG "
+                                f"or PNG photo") from None
+        raise CelebsegError(str(exc)) from None
+
+
+def read_image(path) -> np.ndarray:
+    """RGB uint8 (H, W, 3) array of the photo at ``path``, upright; CelebsegError if it is
+    not one (see :func:`read_photo_checked`).
+
+    >>> read_image("face.jpg").shape  # doctest: +SKIP
+    (1024, 1024, 3)
+    """
+    return read_photo_checked(path).rgb
 
 
 @dataclass
@@ -209,7 +228,8 @@ def _readable(paths: list[Path], skip_bad: bool) -> list[Path]:
     bad = []
     for p in paths:  # fail (or drop the bad ones) before any work or any output
         try:
-            read_image(p)
+            for note in read_photo_checked(p).notes:
+                print(f"note: {p}: {note}", file=sys.stderr)
         except CelebsegError as exc:
             if not skip_bad:
                 more = (f"; nothing was written (--skip-bad predicts the other "
@@ -221,6 +241,22 @@ def _readable(paths: list[Path], skip_bad: bool) -> list[Path]:
     if not good:
         raise CelebsegError(f"none of the {len(bad)} images is readable: nothing to predict")
     return good
+
+
+def _chunks_within_memory(paths: list[Path], batch_size: int):
+    """``paths`` in chunks of at most ``batch_size`` whose photos' pixels together fit in
+    memory (``photo.pixel_limit``): a chunk's full-size logits are all held at once, so
+    four photos that each fit may not fit together."""
+    limit, chunk, pixels = pixel_limit(), [], 0
+    for p in paths:
+        width, height = probe_photo(p).size
+        if chunk and (len(chunk) == batch_size or pixels + width * height > limit):
+            yield chunk
+            chunk, pixels = [], 0
+        chunk.append(p)
+        pixels += width * height
+    if chunk:
+        yield chunk
 
 
 def _save(array: np.ndarray, path: Path, written: list[Path]) -> None:
@@ -320,8 +356,7 @@ def predict_images(model, image_paths, out_dir, tta=None, batch_size: int = 4,
                           written)
                 bar.update(1)
             return written
-        for start in range(0, len(paths), batch_size):
-            chunk = paths[start:start + batch_size]
+        for chunk in _chunks_within_memory(paths, batch_size):
             images = [read_image(p) for p in chunk]
             for path, image, label in zip(chunk, images,
                                           predict_labels(model, images, tta, batch_size)):

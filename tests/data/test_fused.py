@@ -103,8 +103,8 @@ def test_non_numeric_stems_are_numbered_in_sorted_order(tmp_path):
     images.mkdir()
     labels.mkdir()
     for i, stem in enumerate(["bob", "alice", "carol"]):
-        Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(images / f"{stem}.png")  # PNG photos
-        _save_label(labels / f"{stem}.png", np.full((8, 8), i + 1, np.uint8), "L")
+        Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(images / f"{stem}.png")  # PNG photos
+        _save_label(labels / f"{stem}.png", np.full((16, 16), i + 1, np.uint8), "L")
     prepare_fused(images, labels, tmp_path / "prep", split="test=1", workers=1, progress=False)
     rows = (tmp_path / "prep" / "names.tsv").read_text().splitlines()[1:]
     assert [r.split("\t")[1].rsplit("/", 1)[1] for r in rows] == ["alice.png", "bob.png", "carol.png"]
@@ -171,8 +171,8 @@ def _break(images: Path, labels: Path, case: str) -> str:
         Image.fromarray(rgb).save(labels / "2.png")
         return "colour (1, 2, 3) at pixel (x=4, y=1) is not in the official CelebAMask-HQ palette"
     if case == "mixed-sizes":
-        _save_label(labels / "2.png", _label_map(2, size=8), "L")
-        return "label of 8x8 px where the others are 16x16"
+        _save_label(labels / "2.png", _label_map(2, size=32), "L")
+        return "label of 32x32 px where the others are 16x16"
     if case == "unreadable":
         (labels / "2.png").write_bytes(b"not a png at all")
         return "2.png: unreadable label"

@@ -145,7 +145,7 @@ def test_not_an_image_or_missing_raises_naming_it(mobilenet, tmp_path):
 
 def test_model_with_wrong_channel_count_is_refused(tmp_path):
     src = tmp_path / "a.png"
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(src)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(src)
     with pytest.raises(CelebsegError, match="predicts 5 classes"):
         predict_images(_conv_model(8, np.zeros((3, 5)), channels=5), [src], tmp_path / "out",
                        progress=False)
@@ -191,7 +191,7 @@ def test_image_files_expands_folders_to_their_photos(tmp_path):
 def test_skip_bad_writes_the_readable_photos_only(tmp_path):
     good = tmp_path / "in" / "good.png"
     good.parent.mkdir()
-    Image.fromarray(np.zeros((6, 10, 3), np.uint8)).save(good)
+    Image.fromarray(np.zeros((18, 30, 3), np.uint8)).save(good)
     (tmp_path / "in" / "bad.jpg").write_text("not a photo")
     model = _conv_model(8, np.zeros((3, 19)))
     with pytest.raises(CelebsegError, match="bad.jpg.*nothing was written.*--skip-bad"):
@@ -200,7 +200,7 @@ def test_skip_bad_writes_the_readable_photos_only(tmp_path):
     written = predict_images(model, [tmp_path / "in"], tmp_path / "out", progress=False,
                              skip_bad=True)
     assert [p.name for p in written] == ["good.png", "good_overlay.png"]
-    assert Image.open(written[0]).size == (10, 6)
+    assert Image.open(written[0]).size == (30, 18)
     with pytest.raises(CelebsegError, match="would overwrite an input photo"):
         predict_images(model, [good], good.parent, progress=False)
     with pytest.raises(CelebsegError, match="--batch-size must be at least 1"):
@@ -311,7 +311,7 @@ def test_align_options_are_checked_before_work(skin_model_path, tmp_path, monkey
     import sys
 
     photo = tmp_path / "p.png"
-    Image.fromarray(np.zeros((8, 8, 3), np.uint8)).save(photo)
+    Image.fromarray(np.zeros((16, 16, 3), np.uint8)).save(photo)
     with pytest.raises(CelebsegError, match="--save-crops .* add --align"):
         predict_images(skin_model_path, [photo], tmp_path / "o", save_crops=True)
     with pytest.raises(CelebsegError, match="--min-eye-distance must be positive"):
