@@ -195,3 +195,53 @@ def test_loading_and_running_a_model_never_imports_the_training_engine(user):
 def test_reachable_follows_imports_through_other_modules():
     graph = {"a": {"b"}, "b": {"c"}, "c": {"a"}, "d": {"a"}}
     assert reachable(graph, "a") == {"a", "b", "c"} and reachable(graph, "d") == {"a", "b", "c"}
+
+
+def private_uses(module: str, path: Path, modules) -> set[tuple[str, str]]:
+    """(owner module, private name) for each ``_name`` that ``module`` takes from another
+    package module: ``from owner import _name``, or ``alias._name`` where ``alias`` is an
+    imported package module (``import a.b as alias``, ``from a import b``)."""
+    tree = ast.parse(path.read_text(), str(path))
+    aliases, found = {}, set()
+    for node in ast.walk(tree):
+        if isinstance(node, ast.Import):
+            for a in node.names:
+                if a.name in modules and a.asname:
+                    aliases[a.asname] = a.name
+        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
+            for a in node.names:
+                full = f"{node.module}.{a.name}"
+                if full in modules:
+                    aliases[a.asname or a.name] = full
+                elif (node.module in modules and a.name.startswith("_")
+                      and not a.name.startswith("__") and node.module != module):
+                    found.add((node.module, a.name))
+    for node in ast.walk(tree):
+        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
+                and node.value.id in aliases and node.attr.startswith("_")
+                and not node.attr.startswith("__") and aliases[node.value.id] != module):
+            found.add((aliases[node.value.id], node.attr))
+    return found
+
+
+def private_crossings() -> list[str]:
+    modules = package_modules()
+    return sorted(f"{m} ({room_of(m)}) uses {owner}.{name} ({room_of(owner)})"
+                  for m, p in modules.items() for owner, name in private_uses(m, p, modules)
+                  if room_of(owner) != room_of(m))
+
+
+def test_no_module_takes_a_private_name_from_another_room():
+    # Issue #23: a private helper used across rooms is an interface nobody documented.
+    assert private_crossings() == []
+
+
+def test_the_private_name_check_sees_both_spellings(tmp_path):
+    source = tmp_path / "m.py"
+    source.write_text("from celebseg_utils.visualization.viz import _headless_backend\n"
+                      "from celebseg_utils.engine import train as t\n"
+                      "def f():\n    return t._test_scores\n")
+    modules = package_modules()
+    assert private_uses("celebseg_utils.study.x", source, modules) == {
+        ("celebseg_utils.visualization.viz", "_headless_backend"),
+        ("celebseg_utils.engine.train", "_test_scores")}

@@ -325,7 +325,7 @@ def plot_gradient_shares(table, path=None):
     from celebseg_utils.visualization import viz
 
     if path is not None:
-        viz._headless_backend(matplotlib)
+        viz.headless_backend(matplotlib)
     import matplotlib.pyplot as plt
 
     tables = [table] if isinstance(table, dict) else list(table)

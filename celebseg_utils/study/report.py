@@ -435,9 +435,9 @@ def plot_learning_curves(report: dict, path=None, protocol: str = "model_size"):
 def _pyplot():
     import matplotlib
 
-    from celebseg_utils.visualization.viz import _headless_backend
+    from celebseg_utils.visualization.viz import headless_backend
 
-    _headless_backend(matplotlib)
+    headless_backend(matplotlib)
     import matplotlib.pyplot as plt
 
     return plt

@@ -15,9 +15,9 @@ from celebseg_utils import labels as L
 def _pyplot():
     import matplotlib
 
-    from celebseg_utils.visualization.viz import _headless_backend
+    from celebseg_utils.visualization.viz import headless_backend
 
-    _headless_backend(matplotlib)
+    headless_backend(matplotlib)
     import matplotlib.pyplot as plt
 
     return plt

@@ -186,7 +186,7 @@ def class_grid(image: np.ndarray, label_map: np.ndarray, classes: Sequence[int] 
     import matplotlib
 
     if path is not None:
-        _headless_backend(matplotlib)
+        headless_backend(matplotlib)
     import matplotlib.pyplot as plt
 
     shares = class_shares(label_map)
@@ -221,7 +221,7 @@ def plot_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path=
     import matplotlib
 
     if path is not None:
-        _headless_backend(matplotlib)
+        headless_backend(matplotlib)
     import matplotlib.pyplot as plt
 
     n_rows, n_cols = len(rows), len(titles)
@@ -288,7 +288,7 @@ def plot_training_curves(history: dict, path=None, metrics: Sequence[str] = ("lo
     import matplotlib
 
     if path is not None:
-        _headless_backend(matplotlib)
+        headless_backend(matplotlib)
     import matplotlib.pyplot as plt
 
     shown = [m for m in metrics if m in history]
@@ -309,7 +309,7 @@ def plot_training_curves(history: dict, path=None, metrics: Sequence[str] = ("lo
     return fig
 
 
-def _headless_backend(matplotlib) -> None:
+def headless_backend(matplotlib) -> None:
     """Agg for scripts without a display, but never switch a notebook's inline backend."""
     import sys
 
