@@ -112,9 +112,44 @@ def score_split(model, prepared, split: str = "test", batch_size: int = 8,
     """
     from tqdm.auto import tqdm
 
-    from celebseg_utils.data import layout
     from celebseg_utils.data.pipeline import make_dataset
-    from celebseg_utils.models.metrics import confusion_matrix_np
+    from celebseg_utils.engine.inference import input_size
+
+    ids = _ids_to_score(prepared, split, protocols, batch_size, ids)
+    size = input_size(model) if image_size is None else int(image_size)
+    dataset = make_dataset(str(prepared), split, image_size=size, batch_size=batch_size)
+    n = len(ids)
+    state = {p: _no_counts(n, size) for p in protocols}
+    keep = set(int(k) for k in keep_ids)
+    bar = tqdm(total=n, desc=f"evaluate {split}", unit="img", disable=not progress)
+    i = 0
+    for images, truth in dataset:
+        logits = model.predict_on_batch(images)
+        pred_small = np.argmax(logits, axis=-1)
+        truth_small = truth.numpy()[..., 0]
+        for j in range(pred_small.shape[0]):
+            if i + j >= n:
+                raise CelebsegError(f"the {split} split's dataset gave more images than its "
+                                    f"{n} ids: prepare the folder again")
+            k = int(ids[i + j])
+            for p in protocols:
+                _add_image(state[p], i + j, k, p, prepared, logits[j], truth_small[j],
+                           pred_small[j], k in keep)
+        i += pred_small.shape[0]
+        bar.update(pred_small.shape[0])
+    bar.close()
+    if i != n:
+        raise CelebsegError(f"the {split} split lists {n} images but its dataset gave {i}: "
+                            f"prepare the folder again")
+    return {p: SplitScores(p, split, np.asarray(ids), s["cm"], s["tp"], s["fp"], s["fn"],
+                           s["size"], s["kept"]) for p, s in state.items()}
+
+
+def _ids_to_score(prepared, split: str, protocols, batch_size: int, ids) -> list:
+    """The ids :func:`score_split` scores (``ids`` when the caller read them, else the
+    split file's), once its arguments are checked: known protocols, a batch size, a local
+    folder for the label-size protocol, and a split that is not empty."""
+    from celebseg_utils.data import layout
 
     for p in protocols:
         if p not in PROTOCOLS:
@@ -131,49 +166,37 @@ def score_split(model, prepared, split: str = "test", batch_size: int = 8,
     ids = list(ids)
     if not ids:
         raise CelebsegError(f"the {split} split of {prepared} is empty: nothing to evaluate")
-    from celebseg_utils.engine.inference import input_size
+    return ids
 
-    size = input_size(model) if image_size is None else int(image_size)
-    dataset = make_dataset(prepared_text, split, image_size=size, batch_size=batch_size)
-    n, c = len(ids), L.NUM_CLASSES
-    state = {p: {"cm": np.zeros((c, c), np.int64), "tp": np.zeros((n, c), np.int64),
-                 "fp": np.zeros((n, c), np.int64), "fn": np.zeros((n, c), np.int64),
-                 "kept": {}, "size": size} for p in protocols}
-    keep = set(int(k) for k in keep_ids)
-    bar = tqdm(total=n, desc=f"evaluate {split}", unit="img", disable=not progress)
-    i = 0
-    for images, truth in dataset:
-        logits = model.predict_on_batch(images)
-        pred_small = np.argmax(logits, axis=-1)
-        truth_small = truth.numpy()[..., 0]
-        for j in range(pred_small.shape[0]):
-            if i + j >= n:
-                raise CelebsegError(f"the {split} split's dataset gave more images than its "
-                                    f"{n} ids: prepare the folder again")
-            k = int(ids[i + j])
-            for p in protocols:
-                if p == "model_size":
-                    t, pred = truth_small[j], pred_small[j]
-                else:
-                    t = _read_label(Path(prepared), k)
-                    pred = _upsampled_argmax(logits[j], t.shape[:2])
-                    state[p]["size"] = int(t.shape[0])
-                m = confusion_matrix_np(t, pred)
-                s = state[p]
-                s["cm"] += m
-                diag = np.diag(m)
-                s["tp"][i + j], s["fp"][i + j], s["fn"][i + j] = (
-                    diag, m.sum(axis=0) - diag, m.sum(axis=1) - diag)
-                if k in keep:
-                    s["kept"][k] = pred.astype(np.uint8)
-        i += pred_small.shape[0]
-        bar.update(pred_small.shape[0])
-    bar.close()
-    if i != n:
-        raise CelebsegError(f"the {split} split lists {n} images but its dataset gave {i}: "
-                            f"prepare the folder again")
-    return {p: SplitScores(p, split, np.asarray(ids), s["cm"], s["tp"], s["fp"], s["fn"],
-                           s["size"], s["kept"]) for p, s in state.items()}
+
+def _no_counts(n: int, size: int) -> dict:
+    """One protocol's running counts before any of the split's ``n`` images."""
+    c = L.NUM_CLASSES
+    return {"cm": np.zeros((c, c), np.int64), "tp": np.zeros((n, c), np.int64),
+            "fp": np.zeros((n, c), np.int64), "fn": np.zeros((n, c), np.int64),
+            "kept": {}, "size": size}
+
+
+def _add_image(counts: dict, row: int, k: int, protocol: str, prepared, logits, truth_small,
+               pred_small, keep: bool) -> None:
+    """Add image ``k`` (row ``row`` of the split) to one protocol's running ``counts``:
+    its confusion matrix, its per-class tp/fp/fn and, when ``keep``, its predicted map.
+    The label-size protocol scores against the label PNG at its own size."""
+    from celebseg_utils.models.metrics import confusion_matrix_np
+
+    if protocol == "model_size":
+        t, pred = truth_small, pred_small
+    else:
+        t = _read_label(Path(prepared), k)
+        pred = _upsampled_argmax(logits, t.shape[:2])
+        counts["size"] = int(t.shape[0])
+    m = confusion_matrix_np(t, pred)
+    counts["cm"] += m
+    diag = np.diag(m)
+    counts["tp"][row], counts["fp"][row], counts["fn"][row] = (
+        diag, m.sum(axis=0) - diag, m.sum(axis=1) - diag)
+    if keep:
+        counts["kept"][k] = pred.astype(np.uint8)
 
 
 def _read_remote_split(prepared: str, split: str) -> list[int]:

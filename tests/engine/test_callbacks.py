@@ -135,3 +135,39 @@ def test_a_mid_epoch_backup_restores_weights_optimizer_and_position(tmp_path):
     assert cb.backup_state(tmp_path / "b") == (3, 6)
     again.on_epoch_end(3)
     assert cb.backup_state(tmp_path / "b") == (4, 0)
+
+
+class _EpochsBegun(keras.callbacks.Callback):
+    def __init__(self):
+        super().__init__()
+        self.epochs = []
+
+    def on_epoch_begin(self, epoch, logs=None):
+        self.epochs.append(epoch)
+
+
+def test_keras_restore_sets_the_epoch_fit_starts_at(tmp_path):
+    """The Keras behaviour ``engine.train._clear_restored_epoch`` works around (Keras 3.15):
+    BackupAndRestore's restore sets the private ``model._initial_epoch``, ``fit`` starts there
+    rather than at its ``initial_epoch`` argument, and the attribute stays for the next
+    ``fit``. A failure here means Keras changed: revisit how ``engine.train._fit`` resumes."""
+    from celebseg_utils.engine import train as T
+
+    x, y = np.ones((4, 3)), np.zeros((4, 2))
+    folder = str(tmp_path / "b")
+    model, begun = _model(), _EpochsBegun()
+    writer = keras.callbacks.BackupAndRestore(folder, delete_checkpoint=False)
+    writer.set_model(model)
+    writer.on_epoch_end(1)  # a backup after 2 epochs
+    assert cb.backup_state(folder) == (2, 0)
+
+    model.fit(x, y, initial_epoch=0, epochs=3, verbose=0, callbacks=[
+        keras.callbacks.BackupAndRestore(folder, delete_checkpoint=False), begun])
+    assert model._initial_epoch == 2 and begun.epochs == [2]  # the restored epoch wins
+    begun.epochs.clear()
+    model.fit(x, y, initial_epoch=3, epochs=4, verbose=0, callbacks=[begun])
+    assert begun.epochs == [2, 3]  # ... in the next fit too: what train's second part avoids
+    T._clear_restored_epoch(model)
+    begun.epochs.clear()
+    model.fit(x, y, initial_epoch=3, epochs=4, verbose=0, callbacks=[begun])
+    assert begun.epochs == [3]

@@ -385,3 +385,16 @@ def test_a_real_probe_leaves_weights_and_optimizer_as_they_were(tiny_prepared):
     assert int(model.optimizer.iterations) == 0
     for a, v in zip(before, model.variables):
         np.testing.assert_array_equal(a, v.numpy())
+
+
+def test_a_resumed_run_fits_in_parts_that_continue_the_seeded_stream():
+    from celebseg_utils.engine import train as T
+
+    parts = [tuple(p) for p in T._fit_parts(0, 0, 3, 10)]
+    assert parts == [(0, 3, 10, 0)]  # a fresh run: one fit
+    # mid-epoch (epoch 1, step 4 of 10): the rest of epoch 1, then epoch 2 from batch 20
+    assert [tuple(p) for p in T._fit_parts(1, 4, 3, 10)] == [(1, 2, 6, 14), (2, 3, 10, 20)]
+    assert [tuple(p) for p in T._fit_parts(2, 4, 3, 10)] == [(2, 3, 6, 24)]  # the last epoch
+    assert [tuple(p) for p in T._fit_parts(1, 0, 3, 10)] == [(1, 3, 10, 10)]  # at an epoch end
+    # every epoch trained (killed before the summary): one fit of no epochs finishes the run
+    assert [tuple(p) for p in T._fit_parts(3, 0, 3, 10)] == [(3, 3, 10, 30)]
