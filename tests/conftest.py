@@ -21,6 +21,17 @@ def real_samples_dir() -> Path:
     return REAL_SAMPLES
 
 
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """One prepared folder of 24 synthetic faces at 64 px for the whole session
+    (``test_train.make_tiny_prepared``): the training, resume, study and reliability tests
+    share it. Read-only by convention: a test that changes it copies it first (training may
+    add its ``stats.json`` cache, which is what any run on it would write)."""
+    from test_train import make_tiny_prepared
+
+    return make_tiny_prepared(tmp_path_factory.mktemp("tiny"))
+
+
 # --- reliability suite bookkeeping (see tests/reliability.py) ---------------------------------
 
 RELIABILITY_RESULTS = REPO_ROOT / ".pytest_cache" / "celebseg-reliability.json"
@@ -32,7 +43,10 @@ def pytest_configure(config):
         "markers", "reliability(area, tried, outcome): a case of docs/RELIABILITY.md")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
+    # trylast: after `-m "not slow"` (make test) has deselected its items, so a case left out
+    # of this run keeps its latest outcome in the results file instead of "not run".
     for item in items:
         if item.get_closest_marker("reliability") is not None:
             _reliability[item.nodeid] = "not run"

@@ -1,7 +1,7 @@
 """The training engine: LR schedule, resumable callbacks, NaN stop, a tiny run end to end.
 
-``make_tiny_prepared`` (also used by test_train_resume / test_train_distributed) writes a
-24-image synthetic dataset at 64 px and prepares it.
+``make_tiny_prepared`` writes a 24-image synthetic dataset at 64 px and prepares it; the
+``tiny_prepared`` fixture (conftest.py) is one such folder shared by the whole session.
 """
 
 from __future__ import annotations
@@ -39,11 +39,6 @@ def tiny_overrides(prepared: Path, **extra) -> list[str]:
               "steps_per_epoch": 2, "validation_steps": 1, "epochs": 2, "tensorboard": True,
               "data.augment": False, **extra}
     return [f"{k}={v}" for k, v in values.items()]
-
-
-@pytest.fixture(scope="module")
-def tiny_prepared(tmp_path_factory) -> Path:
-    return make_tiny_prepared(tmp_path_factory.mktemp("tiny"))
 
 
 # --------------------------------------------------------------------------- schedule
