@@ -54,7 +54,10 @@ def pytest_collection_modifyitems(session, config, items):
 
 def pytest_runtest_logreport(report):
     if report.nodeid not in _reliability:
-        return
+        # Under pytest-xdist the controller collects nothing: the reports carry the mark.
+        if "reliability" not in report.keywords:
+            return
+        _reliability[report.nodeid] = "not run"
     if report.when == "call" or report.outcome != "passed":
         # A failed setup or teardown fails the case even when the call passed.
         if _reliability[report.nodeid] in ("not run", "passed"):
@@ -62,7 +65,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not _reliability:
+    if not _reliability or hasattr(config, "workerinput"):  # an xdist worker: the controller counts
         return
     counts = {k: sum(1 for v in _reliability.values() if v == k)
               for k in ("passed", "failed", "skipped", "not run")}

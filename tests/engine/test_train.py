@@ -328,6 +328,7 @@ def test_weighted_loss_and_sample_weights_come_from_stats(tmp_path, tiny_prepare
     assert math.isfinite(result["history"]["loss"][0]) and result["epochs_completed"] == 1
 
 
+@pytest.mark.slow
 def test_a_time_budget_plans_the_run_and_the_schedule_spans_the_plan(tmp_path, tiny_prepared,
                                                                      monkeypatch, capsys):
     """Probe figures fixed (20 s a step, fast validation), the rest real: the run trains the
@@ -368,6 +369,7 @@ def test_a_time_budget_plans_the_run_and_the_schedule_spans_the_plan(tmp_path, t
     assert result["test"]["miou"] == tested["miou"] and 0 <= tested["miou"] <= 1
 
 
+@pytest.mark.slow
 def test_a_real_probe_leaves_weights_and_optimizer_as_they_were(tiny_prepared):
     from celebseg_utils.engine import train as T
 
