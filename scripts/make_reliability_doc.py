@@ -5,7 +5,7 @@
 
 The table rows come from the marks (what was tried, what the test asserts happened); the
 pass counts from the latest outcome of each case (``.pytest_cache/celebseg-reliability.json``,
-which ``tests/conftest.py`` updates after every pytest run), so run ``make test`` first. ``--check`` compares the rows only, not the counts.
+which ``tests/conftest.py`` updates after every pytest run), so run ``make test-all`` first. ``--check`` compares the rows only, not the counts.
 """
 
 from __future__ import annotations
@@ -32,7 +32,7 @@ INTRO = """\
 Users run celebseg in flaky notebooks, on a 30,000-image download. Every case below drives a
 `celebseg` command or a package function with bad or hostile input, and asserts that it ends in
 success or in a one-line `error: ...` with exit status 2 (130 for an interrupt), with no
-traceback and no lost or half-written output. Each row is one test of `make test` (most in
+traceback and no lost or half-written output. Each row is one test of `make test-all` (most in
 `tests/test_reliability_*.py`); this file is generated from their marks by
 `python scripts/make_reliability_doc.py`, and `tests/test_reliability_doc.py` fails when the
 list goes stale.
@@ -94,7 +94,7 @@ def render_counts(cases) -> list[str]:
         line += f"; at the latest run of each, {passed} passed, {failed} failed"
         line += f", {skipped} skipped**" if skipped else "**"
     else:
-        line += "** (run `make test` to fill in the counts)"
+        line += "** (run `make test-all` to fill in the counts)"
     return ["", line]
 
 

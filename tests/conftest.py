@@ -21,6 +21,17 @@ def real_samples_dir() -> Path:
     return REAL_SAMPLES
 
 
+@pytest.fixture(scope="session")
+def tiny_prepared(tmp_path_factory) -> Path:
+    """One prepared folder of 24 synthetic faces at 64 px for the whole session
+    (``test_train.make_tiny_prepared``): the training, resume, study and reliability tests
+    share it. Read-only by convention: a test that changes it copies it first (training may
+    add its ``stats.json`` cache, which is what any run on it would write)."""
+    from test_train import make_tiny_prepared
+
+    return make_tiny_prepared(tmp_path_factory.mktemp("tiny"))
+
+
 # --- reliability suite bookkeeping (see tests/reliability.py) ---------------------------------
 
 RELIABILITY_RESULTS = REPO_ROOT / ".pytest_cache" / "celebseg-reliability.json"
@@ -32,7 +43,10 @@ def pytest_configure(config):
         "markers", "reliability(area, tried, outcome): a case of docs/RELIABILITY.md")
 
 
+@pytest.hookimpl(trylast=True)
 def pytest_collection_modifyitems(session, config, items):
+    # trylast: after `-m "not slow"` (make test) has deselected its items, so a case left out
+    # of this run keeps its latest outcome in the results file instead of "not run".
     for item in items:
         if item.get_closest_marker("reliability") is not None:
             _reliability[item.nodeid] = "not run"
@@ -40,7 +54,10 @@ def pytest_collection_modifyitems(session, config, items):
 
 def pytest_runtest_logreport(report):
     if report.nodeid not in _reliability:
-        return
+        # Under pytest-xdist the controller collects nothing: the reports carry the mark.
+        if "reliability" not in report.keywords:
+            return
+        _reliability[report.nodeid] = "not run"
     if report.when == "call" or report.outcome != "passed":
         # A failed setup or teardown fails the case even when the call passed.
         if _reliability[report.nodeid] in ("not run", "passed"):
@@ -48,7 +65,7 @@ def pytest_runtest_logreport(report):
 
 
 def pytest_terminal_summary(terminalreporter, exitstatus, config):
-    if not _reliability:
+    if not _reliability or hasattr(config, "workerinput"):  # an xdist worker: the controller counts
         return
     counts = {k: sum(1 for v in _reliability.values() if v == k)
               for k in ("passed", "failed", "skipped", "not run")}

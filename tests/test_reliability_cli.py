@@ -440,6 +440,7 @@ def test_compare_refuses_broken_results(content, names, tmp_path):
     assert_untouched(tmp_path, before)
 
 
+@pytest.mark.slow
 @pytest.mark.reliability("cli", "`evaluate --out D` where D is an existing folder",
                          "success: results.json, results.md and both figures written inside D")
 def test_evaluate_out_folder_gets_the_report(tmp_path, data, models):
@@ -475,10 +476,12 @@ def _model_argv(command: str, model, ws: Path, data) -> list:
 
 
 @pytest.mark.parametrize("command, problem, names", [
-    pytest.param(cmd, key, names, id=f"{cmd}-{key}", marks=pytest.mark.reliability(
+    pytest.param(cmd, key, names, id=f"{cmd}-{key}", marks=[pytest.mark.reliability(
         "cli", f"`{cmd}` with {tried}",
         "one-line error naming the file and the problem, exit 2, no output; "
-        "`load_model_checked` raises CelebsegError too"))
+        "`load_model_checked` raises CelebsegError too"),
+        # loading a whole model to count its classes: seconds each (tests/README.md)
+        *([pytest.mark.slow] if key == "classes5" else [])])
     for cmd in ("evaluate", "predict", "export") for key, tried, names in MODEL_PROBLEMS])
 def test_bad_model_is_refused(command, problem, names, tmp_path, data, models):
     from celebseg_utils.engine.evaluate import load_model_checked

@@ -4,9 +4,12 @@ import re
 import subprocess
 import sys
 
+import pytest
+
 from reliability import AREAS, REPO_ROOT
 
 
+@pytest.mark.slow  # collects the whole suite in a fresh interpreter
 def test_reliability_doc_lists_every_case():
     proc = subprocess.run([sys.executable, "scripts/make_reliability_doc.py", "--check"],
                           cwd=REPO_ROOT, capture_output=True, text=True, timeout=300)

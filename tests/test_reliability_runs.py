@@ -270,13 +270,6 @@ def test_prepare_on_a_full_disk(tmp_path, raw_setup):
 
 # --------------------------------------------------------------------------- train
 
-@pytest.fixture(scope="module")
-def tiny_prepared(tmp_path_factory) -> Path:
-    from test_train import make_tiny_prepared
-
-    return make_tiny_prepared(tmp_path_factory.mktemp("tiny"))
-
-
 def _train_argv(prepared: Path, run: Path, quiet: bool = True, **extra) -> list:
     from test_train import tiny_overrides
 

@@ -5,6 +5,8 @@ import os
 import subprocess
 import sys
 
+import pytest
+
 from celebseg_utils import tf_startup
 
 NOISE_LINES = [
@@ -43,10 +45,12 @@ def _tensorflow_stderr(prelude: str, level: str | None) -> str:
     return done.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter importing TensorFlow
 def test_importing_tensorflow_after_the_package_prints_nothing():
     assert _tensorflow_stderr("import celebseg_utils\n", level=None) == ""
 
 
+@pytest.mark.slow  # a fresh interpreter importing TensorFlow
 def test_a_user_asking_for_tensorflow_logs_gets_them():
     # Level 0 is a debugging request: nothing is filtered. On a machine where TensorFlow
     # prints no start-up line at all there is nothing to compare, so only the filter's
@@ -87,6 +91,7 @@ def _xla_stderr(spend: bool) -> str:
     return done.stderr
 
 
+@pytest.mark.slow  # a fresh interpreter importing TensorFlow
 def test_the_first_xla_compilation_prints_nothing_once_spent():
     # TensorFlow 2.20 (the Colab and Kaggle manifests) logs "Compiled cluster using XLA!" at a
     # process's first XLA compilation whatever TF_CPP_MIN_LOG_LEVEL says; 2.21 does not. Where

@@ -1,7 +1,7 @@
 """The training engine: LR schedule, resumable callbacks, NaN stop, a tiny run end to end.
 
-``make_tiny_prepared`` (also used by test_train_resume / test_train_distributed) writes a
-24-image synthetic dataset at 64 px and prepares it.
+``make_tiny_prepared`` writes a 24-image synthetic dataset at 64 px and prepares it; the
+``tiny_prepared`` fixture (conftest.py) is one such folder shared by the whole session.
 """
 
 from __future__ import annotations
@@ -39,11 +39,6 @@ def tiny_overrides(prepared: Path, **extra) -> list[str]:
               "steps_per_epoch": 2, "validation_steps": 1, "epochs": 2, "tensorboard": True,
               "data.augment": False, **extra}
     return [f"{k}={v}" for k, v in values.items()]
-
-
-@pytest.fixture(scope="module")
-def tiny_prepared(tmp_path_factory) -> Path:
-    return make_tiny_prepared(tmp_path_factory.mktemp("tiny"))
 
 
 # --------------------------------------------------------------------------- schedule
@@ -333,6 +328,7 @@ def test_weighted_loss_and_sample_weights_come_from_stats(tmp_path, tiny_prepare
     assert math.isfinite(result["history"]["loss"][0]) and result["epochs_completed"] == 1
 
 
+@pytest.mark.slow
 def test_a_time_budget_plans_the_run_and_the_schedule_spans_the_plan(tmp_path, tiny_prepared,
                                                                      monkeypatch, capsys):
     """Probe figures fixed (20 s a step, fast validation), the rest real: the run trains the
@@ -373,6 +369,7 @@ def test_a_time_budget_plans_the_run_and_the_schedule_spans_the_plan(tmp_path, t
     assert result["test"]["miou"] == tested["miou"] and 0 <= tested["miou"] <= 1
 
 
+@pytest.mark.slow
 def test_a_real_probe_leaves_weights_and_optimizer_as_they_were(tiny_prepared):
     from celebseg_utils.engine import train as T
 

@@ -41,10 +41,8 @@ def worker(prepared: str, run: str) -> dict:
 
 
 @pytest.mark.slow
-def test_two_steps_under_two_replica_mirrored_strategy(tmp_path):
-    from test_train import make_tiny_prepared
-
-    prepared = make_tiny_prepared(tmp_path / "data")
+def test_two_steps_under_two_replica_mirrored_strategy(tmp_path, tiny_prepared):
+    prepared = tiny_prepared
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "2", "PYTHONPATH": f"{REPO}:{REPO / 'tests'}"}
     proc = subprocess.run([sys.executable, __file__, str(prepared), str(tmp_path / "run")],
                           cwd=REPO, env=env, capture_output=True, text=True, timeout=400)

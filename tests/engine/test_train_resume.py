@@ -2,8 +2,9 @@
 
 The run is the CLI in a subprocess (``python -m celebseg_utils train --preset cpu-demo ...``).
 The test watches the backup folder, kills the process as soon as epoch 1 is backed up,
-runs the same command again and checks: the second process starts at epoch 2, the history
-lists each epoch once, and the optimizer state continued (its step count is the total).
+runs the same command again (in this process: only the kill needs one) and checks: the
+second run starts at epoch 2, the history lists each epoch once, and the optimizer state
+continued (its step count is the total).
 """
 
 from __future__ import annotations
@@ -18,7 +19,8 @@ from pathlib import Path
 
 import pytest
 
-from test_train import make_tiny_prepared, tiny_overrides
+from reliability import run_cli
+from test_train import tiny_overrides
 
 from celebseg_utils.engine import callbacks as cb
 
@@ -26,12 +28,15 @@ REPO = Path(__file__).resolve().parents[2]
 EPOCHS, STEPS = 3, 3
 
 
-def _command(prepared: Path, run: Path) -> list[str]:
-    cmd = [sys.executable, "-m", "celebseg_utils", "train", "--preset", "cpu-demo",
-           "--run-dir", str(run), "--quiet"]
+def _argv(prepared: Path, run: Path) -> list[str]:
+    argv = ["train", "--preset", "cpu-demo", "--run-dir", str(run), "--quiet"]
     for item in tiny_overrides(prepared, epochs=EPOCHS, steps_per_epoch=STEPS):
-        cmd += ["--set", item]
-    return cmd
+        argv += ["--set", item]
+    return argv
+
+
+def _command(prepared: Path, run: Path) -> list[str]:
+    return [sys.executable, "-m", "celebseg_utils", *_argv(prepared, run)]
 
 
 def _env() -> dict:
@@ -43,8 +48,8 @@ def _env() -> dict:
     "runs", "SIGKILL to `celebseg train` right after its first epoch's backup",
     "the same command resumes at epoch 2 and exits 0; each epoch once in history; optimizer "
     "steps = total")
-def test_sigkill_after_first_epoch_resumes_at_second(tmp_path):
-    prepared = make_tiny_prepared(tmp_path / "data")
+def test_sigkill_after_first_epoch_resumes_at_second(tmp_path, tiny_prepared):
+    prepared = tiny_prepared
     run = tmp_path / "run"
     log1 = (tmp_path / "first.log").open("w")
     proc = subprocess.Popen(_command(prepared, run), cwd=REPO, env=_env(), stdout=log1,
@@ -66,10 +71,9 @@ def test_sigkill_after_first_epoch_resumes_at_second(tmp_path):
     assert not (run / "summary.json").exists()
     assert [r["epoch"] for r in cb.read_history_csv(run / "history.csv")][:1] == [0]
 
-    second = subprocess.run(_command(prepared, run), cwd=REPO, env=_env(), capture_output=True,
-                            text=True, timeout=300)
-    out = second.stdout + second.stderr
-    assert second.returncode == 0, out
+    second = run_cli(_argv(prepared, run))
+    out = second.out + second.err
+    assert second.code == 0, out
     assert f"resuming at epoch 2/{EPOCHS}" in out
     assert f"Epoch 2/{EPOCHS}" in out and f"Epoch 1/{EPOCHS}" not in out
 
@@ -84,9 +88,9 @@ def test_sigkill_after_first_epoch_resumes_at_second(tmp_path):
     assert not (run / "backup").exists() and (run / "final.keras").exists()
 
     # The optimizer state came back with the weights: its step counter is the whole run's.
-    check = (
-        "import sys, keras, celebseg_utils.engine.train;"
-        "m = keras.saving.load_model(sys.argv[1]); print(int(m.optimizer.iterations))")
-    steps = subprocess.run([sys.executable, "-c", check, str(run / "final.keras")], cwd=REPO,
-                           env=_env(), capture_output=True, text=True, timeout=120)
-    assert steps.stdout.strip().splitlines()[-1] == str(EPOCHS * STEPS), steps.stderr
+    import keras
+
+    import celebseg_utils.engine.train  # noqa: F401  (registers the custom objects)
+
+    final = keras.saving.load_model(run / "final.keras")
+    assert int(final.optimizer.iterations) == EPOCHS * STEPS

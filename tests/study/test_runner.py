@@ -114,16 +114,19 @@ def test_paired_comparison_on_known_counts():
 
 
 @pytest.mark.slow
-def test_study_resumes_after_a_kill_without_retraining_finished_runs(tmp_path):
-    prepared = make_tiny_prepared(tmp_path, count=24, image_size=64)
+def test_study_resumes_after_a_kill_without_retraining_finished_runs(tmp_path, tiny_prepared):
+    from reliability import run_cli
+
     out = tmp_path / "study"
-    cmd = [sys.executable, "-m", "celebseg_utils", "study", "--prepared", str(prepared),
-           "--out", str(out), "--arms", "sparse_ce,dice", "--seeds", "1"]
+    argv = ["study", "--prepared", str(tiny_prepared), "--out", str(out),
+            "--arms", "sparse_ce,dice", "--seeds", "1"]
     for item in ["image_size=64", "batch_size=2", "steps_per_epoch=2", "validation_steps=1",
                  "epochs=1", "data.augment=false"]:
-        cmd += ["--set", item]
+        argv += ["--set", item]
+    cmd = [sys.executable, "-m", "celebseg_utils", *argv]
     env = {**os.environ, "TF_CPP_MIN_LOG_LEVEL": "3", "PYTHONPATH": str(REPO)}
     first_done = out / "runs" / "sparse_ce" / "seed0" / "test.json"
+    # the kill needs a process; the re-runs are the same command in this one
     proc = subprocess.Popen(cmd, env=env, stdout=subprocess.PIPE, stderr=subprocess.STDOUT, text=True)
     deadline = time.time() + 600
     while not first_done.exists() and proc.poll() is None and time.time() < deadline:
@@ -134,9 +137,9 @@ def test_study_resumes_after_a_kill_without_retraining_finished_runs(tmp_path):
     stamp = first_done.stat().st_mtime_ns, (first_done.parent / "best.keras").stat().st_mtime_ns
     assert not (out / "runs" / "dice" / "seed0" / "test.json").exists()
 
-    again = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=900)
-    assert again.returncode == 0, again.stdout + again.stderr
-    assert "2 runs, 1 finished before, 1 to run" in again.stdout
+    again = run_cli(argv)
+    assert again.code == 0, again.out + again.err
+    assert "2 runs, 1 finished before, 1 to run" in again.out
     assert stamp == (first_done.stat().st_mtime_ns, (first_done.parent / "best.keras").stat().st_mtime_ns)
     report = json.loads((out / "study.json").read_text())
     assert report["arms"] == ["sparse_ce", "dice"] and report["seeds_complete"] == 1
@@ -145,8 +148,8 @@ def test_study_resumes_after_a_kill_without_retraining_finished_runs(tmp_path):
         assert (out / "figures" / name).stat().st_size > 10_000
     assert "| sparse_ce | 1 |" in (out / "study.md").read_text()
     # a third run finds everything finished and only rewrites the report
-    third = subprocess.run(cmd, env=env, capture_output=True, text=True, timeout=300)
-    assert "2 runs, 2 finished before, 0 to run" in third.stdout
+    third = run_cli(argv)
+    assert "2 runs, 2 finished before, 0 to run" in third.out
 
 
 def test_a_study_folder_refuses_other_settings(tmp_path):
