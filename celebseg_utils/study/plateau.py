@@ -139,6 +139,15 @@ def ladder_markdown(report: dict) -> str:
         label = "n/a" if r.get("label_size") is None else f"{r['label_size']:.3f}"
         minutes = "n/a" if r.get("train_seconds") is None else f"{r['train_seconds'] / 60:.0f} min"
         lines.append(f"| {b:,} | {r['model_size']:.3f} | {label} | {gain} | {minutes} |")
+    curves = {b: {int(k): v for k, v in r.get("curve", {}).items()} for b, r in rungs.items()}
+    inside = [(b, big, curves[big][b]["model_size"])
+              for b in sorted(rungs) for big in sorted(rungs) if big > b and b in curves[big]]
+    if inside:
+        lines += ["", "A checkpoint inside a longer run is not a run of that length (its learning "
+                      "rate has not decayed): " + "; ".join(
+                          f"at {b:,} steps inside the {big:,}-step run {v:.3f} against the "
+                          f"{b:,}-step run's {rungs[b]['model_size']:.3f} ({v - rungs[b]['model_size']:+.3f})"
+                          for b, big, v in inside) + "."]
     plateau = report.get("plateau_steps")
     lines += ["", (f"Plateau: **{plateau:,} steps** (doubling them gained less than "
                    f"{report['min_gain']} test mean F1)." if plateau else
