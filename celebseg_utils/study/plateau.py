@@ -123,15 +123,17 @@ def ladder_markdown(report: dict) -> str:
 
     >>> print(ladder_markdown({"rungs": {"1000": {"model_size": 0.5, "label_size": 0.51,
     ...     "train_seconds": 600, "curve": {}}}, "plateau_steps": None, "min_gain": 0.01}))
-    | steps | test mean F1 (128 px) | at 512 px labels | gain over half the steps | training |
+    | steps | test mean F1 (128 px) | at 512 px labels | gain over half the steps | training* |
     |---:|---:|---:|---:|---:|
     | 1,000 | 0.500 | 0.510 | – | 10 min |
+    <BLANKLINE>
+    \\* wall time on a shared 2-core CPU, from the run's last start when it was resumed.
     <BLANKLINE>
     Plateau: not reached yet (a doubling still gains 0.01 or more, or its run is not finished).
     """
     rungs = {int(b): r for b, r in report["rungs"].items()}
     lines = ["| steps | test mean F1 (128 px) | at 512 px labels | gain over half the steps "
-             "| training |", "|---:|---:|---:|---:|---:|"]
+             "| training* |", "|---:|---:|---:|---:|---:|"]
     for b in sorted(rungs):
         r = rungs[b]
         half = rungs.get(b // 2) if b % 2 == 0 else None
@@ -148,6 +150,8 @@ def ladder_markdown(report: dict) -> str:
                           f"at {b:,} steps inside the {big:,}-step run {v:.3f} against the "
                           f"{b:,}-step run's {rungs[b]['model_size']:.3f} ({v - rungs[b]['model_size']:+.3f})"
                           for b, big, v in inside) + "."]
+    lines += ["", "\\* wall time on a shared 2-core CPU, from the run's last start when it was "
+                  "resumed."]
     plateau = report.get("plateau_steps")
     lines += ["", (f"Plateau: **{plateau:,} steps** (doubling them gained less than "
                    f"{report['min_gain']} test mean F1)." if plateau else
