@@ -90,10 +90,6 @@ def results_path(model_file, split: str, out=None):
     return None
 
 
-#: Kept for callers of the old private name; :func:`celebseg_utils.fileio.json_safe` is the one.
-_json_safe = json_safe
-
-
 def write_report(results: dict, out) -> None:
     """results.json, results.md, confusion_matrix.png and per_class.png beside ``out``.
 

@@ -71,18 +71,6 @@ def study_config(prepared, out, arm: str, seed: int, preset: str = "cpu-real", o
         *overrides, *ARMS[arm], f"seed={seed}", f"data.prepared={Path(prepared).resolve()}"])
 
 
-def per_image_counts(model, prepared, split: str = "test", batch_size: int = 8,
-                     keep_ids=(), progress: bool = False):
-    """Per-image ``tp, fp, fn`` (N, 19) int64, the summed confusion matrix, and the label
-    maps predicted for ``keep_ids`` — one pass over ``split`` at the model's input size
-    (the one evaluation loop, :func:`~celebseg_utils.engine.scoring.score_split`)."""
-    from celebseg_utils.engine.scoring import score_split
-
-    scored = score_split(model, prepared, split, batch_size=batch_size, keep_ids=keep_ids,
-                         progress=progress)["model_size"]
-    return scored.counts(), scored.confusion, scored.predictions, scored.image_size
-
-
 def budget_overrides(steps: int, every: int = CURVE_EVERY) -> list[str]:
     """The ``--set`` lines of a run of ``steps`` training steps with its learning curve.
 
