@@ -41,8 +41,8 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from celebseg_utils.engine import align as A  # noqa: E402
-from celebseg_utils.engine.detect import FaceDetector  # noqa: E402
+from celebseg_utils.face import align as A  # noqa: E402
+from celebseg_utils.face.detect import FaceDetector  # noqa: E402
 from celebseg_utils.engine.inference import (  # noqa: E402
     DEFAULT_INPUT_SIZE, input_size, load_model, predict_labels)
 from celebseg_utils.engine.predict import compose_parse, split_faces  # noqa: E402

@@ -33,8 +33,8 @@ Users run celebseg in flaky notebooks, on a 30,000-image download. Every case be
 `celebseg` command or a package function with bad or hostile input, and asserts that it ends in
 success or in a one-line `error: ...` with exit status 2 (130 for an interrupt), with no
 traceback and no lost or half-written output. Each row is one test of `make test-all` (most in
-`tests/test_reliability_*.py`); this file is generated from their marks by
-`python scripts/make_reliability_doc.py`, and `tests/test_reliability_doc.py` fails when the
+`tests/reliability/test_reliability_*.py`); this file is generated from their marks by
+`python scripts/make_reliability_doc.py`, and `tests/reliability/test_reliability_doc.py` fails when the
 list goes stale.
 """
 

@@ -1,11 +1,11 @@
 """Measure the CelebA-HQ frame: where MTCNN puts the five landmarks on aligned faces.
 
-Runs the detector (``celebseg_utils.engine.detect``) on the first ``--count`` faces of the
+Runs the detector (``celebseg_utils.face.detect``) on the first ``--count`` faces of the
 train split of a prepared real-face folder (``celebseg prepare --images mini/images --labels
 mini/labels --out P``: the default seeded, stratified 3,200 / 400 / 400 split), keeps the
 most confident face per photo, normalises its landmarks by the photo's size and writes their
 mean (the template) and standard deviation, the ids of the faces used (tests keep other faces
-for the near-identity check) and the command, to ``celebseg_utils/engine/align_template.json``.
+for the near-identity check) and the command, to ``celebseg_utils/face/align_template.json``.
 
     python scripts/measure_align_template.py --prepared /tmp/realprep --count 50 --dry-run
     python scripts/measure_align_template.py --prepared /tmp/realprep --count 800
@@ -25,7 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
-from celebseg_utils.engine.detect import LANDMARKS, FaceDetector  # noqa: E402
+from celebseg_utils.face.detect import LANDMARKS, FaceDetector  # noqa: E402
 from celebseg_utils.engine.predict import read_image  # noqa: E402
 
 OUT = REPO / "celebseg_utils" / "engine" / "align_template.json"

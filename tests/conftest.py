@@ -32,7 +32,7 @@ def tiny_prepared(tmp_path_factory) -> Path:
     return make_tiny_prepared(tmp_path_factory.mktemp("tiny"))
 
 
-# --- reliability suite bookkeeping (see tests/reliability.py) ---------------------------------
+# --- reliability suite bookkeeping (see tests/reliability/harness.py) ---------------------------------
 
 RELIABILITY_RESULTS = REPO_ROOT / ".pytest_cache" / "celebseg-reliability.json"
 _reliability: dict[str, str] = {}

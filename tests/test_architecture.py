@@ -18,7 +18,7 @@ REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = REPO_ROOT / "celebseg_utils"
 
 #: Rooms, lowest first. A module may import its own room and lower rooms only.
-LAYERS = ["ground", "visualization", "data", "models", "engine", "interface", "top"]
+LAYERS = ["ground", "visualization", "data", "face", "models", "engine", "interface", "top"]
 #: Top-level modules and their room; every subpackage is the room of its name.
 TOP_LEVEL = {"labels": "ground", "errors": "ground", "fileio": "ground", "tf_startup": "ground",
              "cli": "top", "__main__": "top", "demo": "top", "study": "top",

@@ -14,8 +14,8 @@ frame of an animation (with a ``note:`` line). Unreadable photos, photos with a 
 anything is written, unless ``skip_bad`` leaves them out.
 
 With ``align=True`` (``--align``) the photo is not parsed whole: every face is detected
-(``engine.detect``), taken into the CelebA-HQ frame at the model's input size
-(``engine.align``), parsed there (with the same flip TTA), and its parse pasted back; the
+(``face.detect``), taken into the CelebA-HQ frame at the model's input size
+(``face.align``), parsed there (with the same flip TTA), and its parse pasted back; the
 faces are composed into one label map of the photo (:func:`parse_photo`). A photo with no
 face, only faces too small to parse (eye distance under ``min_eye_distance`` pixels), or a
 detector failure is a bad photo like an unreadable one. ``save_crops`` also writes each
@@ -38,8 +38,8 @@ from PIL import Image
 from celebseg_utils.data.masks import BadFileError
 from celebseg_utils.data.photo import Photo, pixel_limit, probe_photo, read_photo
 from celebseg_utils.visualization import viz
-from celebseg_utils.engine import align as geom
-from celebseg_utils.engine.detect import INSTALL_HINT, Face, FaceDetector
+from celebseg_utils.face import align as geom
+from celebseg_utils.face.detect import INSTALL_HINT, Face, FaceDetector
 from celebseg_utils.engine.inference import input_size, load_model, predict_labels
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_path
@@ -89,7 +89,7 @@ class AlignedParse:
     """What :func:`parse_photo` makes of one photo: ``labels`` (H, W) uint8 and ``overlay``
     (H, W, 3) in photo pixels, ``owner`` (H, W) the index of the face each pixel was taken
     from (-1: no face's crop reaches it, background); per face, largest first, its
-    :class:`~celebseg_utils.engine.detect.Face`, photo -> crop ``matrices``, the aligned
+    :class:`~celebseg_utils.face.detect.Face`, photo -> crop ``matrices``, the aligned
     ``crops`` and their parses ``crop_labels`` (S, S) at the model's input size S."""
 
     labels: np.ndarray
@@ -111,7 +111,7 @@ def _overlay_rgba(crop_labels: np.ndarray) -> np.ndarray:
 def compose_parse(image: np.ndarray, faces, matrices, crops, crop_labels) -> AlignedParse:
     """Paste each face's crop parse back into ``image`` and compose them (no model here).
 
-    >>> from celebseg_utils.engine.align import template_points
+    >>> from celebseg_utils.face.align import template_points
     >>> face = Face((0, 0, 64, 64), template_points(64), 1.0)
     >>> crop = np.ones((64, 64), np.uint8)
     >>> p = compose_parse(np.zeros((64, 64, 3), np.uint8), [face], [np.eye(3)], [None], [crop])
@@ -131,7 +131,7 @@ def compose_parse(image: np.ndarray, faces, matrices, crops, crop_labels) -> Ali
 def split_faces(faces, min_eye_distance: float = MIN_EYE_DISTANCE):
     """(large enough to parse, too small) of the detected ``faces``.
 
-    >>> from celebseg_utils.engine.align import template_points
+    >>> from celebseg_utils.face.align import template_points
     >>> big = Face((0, 0, 1, 1), template_points(512), 1.0)
     >>> [len(x) for x in split_faces([big, Face((0, 0, 1, 1), template_points(32), 1.0)])]
     [1, 1]
@@ -313,7 +313,7 @@ def predict_images(model, image_paths, out_dir, tta=None, batch_size: int = 4,
     with ``skip_bad`` is left out with a ``warning:`` line on stderr (all unreadable: error).
     ``align``: parse each detected face in the CelebA-HQ frame (:func:`parse_photo`); photos
     without a usable face count as bad ones; ``save_crops`` also writes the aligned faces.
-    ``detector``: a :class:`~celebseg_utils.engine.detect.FaceDetector` to reuse.
+    ``detector``: a :class:`~celebseg_utils.face.detect.FaceDetector` to reuse.
 
     >>> predict_images("best.keras", ["a.jpg", "b.png"], "pred", tta="flip")  # doctest: +SKIP
     [PosixPath('pred/a.png'), PosixPath('pred/a_overlay.png'), PosixPath('pred/b.png'), ...]

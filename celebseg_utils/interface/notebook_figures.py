@@ -388,7 +388,7 @@ def framed_test_face(prepared, split: str = "test", scale: float = 0.45, degrees
     >>> framed_test_face("data/prepared").shape  # doctest: +SKIP
     (480, 720, 3)
     """
-    from celebseg_utils.engine.align import warp
+    from celebseg_utils.face.align import warp
 
     info = layout.read_prepare_info(Path(prepared))
     k = _split_samples(prepared, split, 1)[0][0]

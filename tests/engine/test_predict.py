@@ -228,7 +228,7 @@ def skin_model_path(tmp_path_factory):
 def _two_face_photo(path: Path) -> list[tuple[float, float]]:
     """Two held-out real faces (test split of the default prepare split) in a 480x800 photo,
     one turned 15 degrees; returns where their middles are."""
-    from celebseg_utils.engine.align import apply, warp
+    from celebseg_utils.face.align import apply, warp
 
     if not MINI.is_dir():
         pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
@@ -248,8 +248,8 @@ def _two_face_photo(path: Path) -> list[tuple[float, float]]:
 
 @pytest.mark.slow
 def test_align_parses_every_face_where_it_is_and_saves_crops(skin_model_path, tmp_path, capsys):
-    from celebseg_utils.engine.align import face_matrix, paste_back
-    from celebseg_utils.engine.detect import FaceDetector
+    from celebseg_utils.face.align import face_matrix, paste_back
+    from celebseg_utils.face.detect import FaceDetector
 
     photo = tmp_path / "two.png"
     middles = _two_face_photo(photo)

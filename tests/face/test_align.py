@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils.engine import align as A
+from celebseg_utils.face import align as A
 from celebseg_utils.labels import BACKGROUND_ID, NUM_CLASSES
 
 REPO = Path(__file__).resolve().parents[2]
@@ -209,7 +209,7 @@ def _mini(k: int):
 @pytest.fixture(scope="module")
 def detector():
     pytest.importorskip("mtcnn", reason="the [align] extra (mtcnn) is not installed")
-    from celebseg_utils.engine.detect import FaceDetector
+    from celebseg_utils.face.detect import FaceDetector
 
     return FaceDetector()
 

@@ -27,7 +27,7 @@ from PIL import Image
 
 from celebseg_utils import cli
 from celebseg_utils.errors import CelebsegError
-from reliability import assert_user_error, partial_files, run_cli, tree_digest
+from harness import assert_user_error, partial_files, run_cli, tree_digest
 
 SIZE = 64
 

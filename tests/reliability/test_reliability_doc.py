@@ -6,7 +6,7 @@ import sys
 
 import pytest
 
-from reliability import AREAS, REPO_ROOT
+from harness import AREAS, REPO_ROOT
 
 
 @pytest.mark.slow  # collects the whole suite in a fresh interpreter

@@ -27,7 +27,7 @@ from celebseg_utils.data import archive as A
 from celebseg_utils.data import download as D
 from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
-from reliability import REPO_ROOT, assert_user_error, partial_files, run_cli, tree_digest
+from harness import REPO_ROOT, assert_user_error, partial_files, run_cli, tree_digest
 from test_archive import _tar
 from test_download import make_raw, zip_folder
 

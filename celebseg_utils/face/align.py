@@ -1,7 +1,7 @@
 """The geometry of ``predict --align``: a face into the CelebA-HQ frame and its parse back.
 
 A model trained on CelebAMask-HQ has only seen faces cropped the CelebA-HQ way. For each
-detected face (``engine.detect``), :func:`face_matrix` fits the similarity (rotation, one
+detected face (``face.detect``), :func:`face_matrix` fits the similarity (rotation, one
 scale, translation: 4 degrees of freedom, weighted least squares) that takes its five
 landmarks onto the measured template (``align_template.json``, written by
 ``scripts/measure_align_template.py``), :func:`warp_to_crop` resamples the photo into a
@@ -15,7 +15,7 @@ Matrices are 3x3 and map photo pixels to crop pixels, ``(x, y, 1)`` column vecto
 pixel ``i`` centred on coordinate ``i``. Everything here is numpy and Pillow only.
 
 >>> import numpy as np
->>> from celebseg_utils.engine.align import face_matrix, similarity_params, template_points
+>>> from celebseg_utils.face.align import face_matrix, similarity_params, template_points
 >>> m = face_matrix(template_points(512), 128)      # an aligned 512 px face, a 128 px crop
 >>> [round(v, 3) + 0.0 for v in similarity_params(m)[:2]]  # scale, degrees
 [0.25, 0.0]

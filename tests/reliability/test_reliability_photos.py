@@ -25,7 +25,7 @@ import pytest
 from PIL import Image
 
 from celebseg_utils.data import layout
-from reliability import assert_user_error, partial_files, run_cli
+from harness import assert_user_error, partial_files, run_cli
 
 N, PHOTO, LABEL = 6, 32, 16
 ORIENTATION = 0x0112

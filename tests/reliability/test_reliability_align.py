@@ -1,5 +1,5 @@
 """Reliability of ``celebseg predict --align``: photos without a face, faces too small, and a
-missing ``[align]`` extra end in one line, exit 2, nothing written (``tests/reliability.py``).
+missing ``[align]`` extra end in one line, exit 2, nothing written (``tests/reliability/harness.py``).
 """
 
 from __future__ import annotations
@@ -12,9 +12,9 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reliability import assert_user_error, partial_files, run_cli, tree_digest
+from harness import assert_user_error, partial_files, run_cli, tree_digest
 
-MINI = Path(__file__).resolve().parents[1].parent / "shared" / "data" / "celebamask_hq_mini"
+MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celebamask_hq_mini"
 
 
 @pytest.fixture(scope="module")

@@ -35,7 +35,7 @@ from celebseg_utils.errors import CelebsegError
 from celebseg_utils.data.masks import existing_masks, fuse_masks
 from celebseg_utils.data.prepare import encode_label_png, prepare_dataset
 from celebseg_utils.data.splits import official_splits
-from reliability import (assert_user_error, partial_files, run_cli, run_cli_subprocess,
+from harness import (assert_user_error, partial_files, run_cli, run_cli_subprocess,
                          tree_digest)
 
 N, SIZE, BAD = 6, 64, 2

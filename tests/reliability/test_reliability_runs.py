@@ -6,7 +6,7 @@ this process. A full disk is a tiny tmpfs mounted for the test (root only; skipp
 elsewhere). The training runs are the cpu-demo preset shrunk to MobileNetV3 at 64 px,
 batch 2, 3 epochs of a few steps. The random kill step comes from
 ``random.Random(CELEBSEG_RELIABILITY_SEED)`` (default 7) and is printed with where it landed:
-``CELEBSEG_RELIABILITY_SEED=3 pytest tests/test_reliability_runs.py -k random -s``.
+``CELEBSEG_RELIABILITY_SEED=3 pytest tests/reliability/test_reliability_runs.py -k random -s``.
 """
 
 from __future__ import annotations
@@ -28,7 +28,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reliability import REPO_ROOT, Result, assert_user_error, partial_files, run_cli, tree_digest
+from harness import REPO_ROOT, Result, assert_user_error, partial_files, run_cli, tree_digest
 
 from celebseg_utils.engine import callbacks as cb
 from celebseg_utils.data import layout

@@ -10,7 +10,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from celebseg_utils.engine import detect as D
+from celebseg_utils.face import detect as D
 from celebseg_utils.errors import CelebsegError
 
 MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celebamask_hq_mini"

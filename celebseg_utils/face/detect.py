@@ -11,7 +11,7 @@ because MTCNN's image pyramid costs about the photo's pixel count (1.0 s at 512 
 at 1024, 16 s at 2048 on this project's loaded 2-core CPU); boxes and landmarks are scaled
 back to the photo.
 
->>> from celebseg_utils.engine.detect import FaceDetector  # doctest: +SKIP
+>>> from celebseg_utils.face.detect import FaceDetector  # doctest: +SKIP
 >>> faces = FaceDetector()(read_image("two_people.jpg"))  # doctest: +SKIP
 >>> [round(f.eye_distance) for f in faces]  # doctest: +SKIP
 [126, 84]

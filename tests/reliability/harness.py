@@ -1,4 +1,4 @@
-"""Helpers of the reliability suite (``tests/test_reliability_*.py``), not a test module.
+"""Helpers of the reliability suite (``tests/reliability/test_reliability_*.py``), not a test module.
 
 Every reliability test carries ``@pytest.mark.reliability(area, tried, outcome)``: ``tried``
 says what bad or hostile input was given, ``outcome`` what the test asserts happened. The
@@ -23,7 +23,7 @@ import sys
 from dataclasses import dataclass
 from pathlib import Path
 
-REPO_ROOT = Path(__file__).resolve().parents[1]
+REPO_ROOT = Path(__file__).resolve().parents[2]
 AREAS = ("data", "archives", "runs", "cli")
 
 
