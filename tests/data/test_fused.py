@@ -9,7 +9,7 @@ import numpy as np
 import pytest
 from PIL import Image
 
-from reliability import assert_user_error, run_cli
+from harness import assert_user_error, run_cli
 
 from celebseg_utils import labels as L
 from celebseg_utils.data import fused, layout

@@ -115,7 +115,7 @@ def test_paired_comparison_on_known_counts():
 
 @pytest.mark.slow
 def test_study_resumes_after_a_kill_without_retraining_finished_runs(tmp_path, tiny_prepared):
-    from reliability import run_cli
+    from harness import run_cli
 
     out = tmp_path / "study"
     argv = ["study", "--prepared", str(tiny_prepared), "--out", str(out),
