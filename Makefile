@@ -36,7 +36,7 @@ test: $(STAMP)
 test-all: $(STAMP)
 	$(call pytest,)
 
-# The package inside Colab's and Kaggle's runtimes, rebuilt from runtimes/*.txt (README).
+# The package inside Colab's and Kaggle's runtimes, rebuilt from runtimes/*.txt (docs/runtimes.md).
 runtime-check: $(STAMP)
 	$(BIN)/python scripts/check_runtime.py --jobs 2 runtimes/colab-2026-08.txt runtimes/kaggle-2026-05.txt
 

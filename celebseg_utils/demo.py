@@ -50,7 +50,7 @@ def smoke_workspace(root, count: int = 48, image_size: int = 64, seed: int = 0,
 
 
 #: What the demo trains: the cpu-demo preset plus the loss and schedule that learn fastest
-#: from scratch on this CPU (measured; see README "The demo").
+#: from scratch on this CPU (measured; see docs/demo.md).
 DEMO_OVERRIDES = ()
 DEMO_COUNT = 400
 DEMO_IMAGE_SIZE = 128

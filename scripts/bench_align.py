@@ -24,7 +24,7 @@ as it is.
     python scripts/bench_align.py --prepared /tmp/P --identity 150 --count 0
 
 (``/tmp/P``: ``celebseg prepare --images mini/images --labels mini/labels --out /tmp/P``,
-the default seeded split; ``/tmp/R``: the cpu-real run of the README trained on it.)
+the default seeded split; ``/tmp/R``: the cpu-real run of docs/performance.md, trained on it.)
 """
 
 from __future__ import annotations

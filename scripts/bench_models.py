@@ -127,7 +127,7 @@ def bench(image_size=512, runs=5, libraries=("keras_cv", "keras_hub"),
 
 
 def markdown_table(rows: list[dict]) -> str:
-    """The rows as a Markdown table (what goes into the README)."""
+    """The rows as a Markdown table (what goes into docs/performance.md)."""
     lines = ["| library | backbone | params (M) | GFLOPs / image | (TF profiler) "
              "| CPU latency / image (s) | load avg (1 min, before/after) |",
              "|---|---|---:|---:|---:|---:|---|"]

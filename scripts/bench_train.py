@@ -149,7 +149,7 @@ def bench_one(library, backbone, size, precision, xla, batch, steps, warmup, rep
 
 
 def markdown_table(rows, peak_tflops=None) -> str:
-    """The rows as the README's table."""
+    """The rows as the table of docs/performance.md."""
     head = ("| library | backbone | px | precision | XLA asked / compiled | batch | img/s "
             "| step (s) | peak memory (GiB) | GFLOPs / img | MFU |")
     lines = [head, "|---|---|---:|---|---|---:|---:|---:|---:|---:|---:|"]

@@ -252,7 +252,7 @@ def main(argv=None) -> int:
     parser.add_argument("--jobs", type=int, default=1,
                         help="runtimes checked at once (default 1). Each log line names its "
                              "runtime. Smoke runs are mostly single-threaded graph tracing, "
-                             "so two runtimes on two cores take less than twice one (README)")
+                             "so two runtimes on two cores take less than twice one (docs/runtimes.md)")
     args = parser.parse_args(argv)
 
     def one(manifest: Path) -> int:

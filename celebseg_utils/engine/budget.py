@@ -101,7 +101,7 @@ def end_seconds(save_s: float, build_s: float, eval_compile_s: float, eval_step_
 
     ``eval_step_s`` is per step of ``train_batch`` images (the validation probe's figure).
     The build and the second compilation were missing from the first estimate: the ETA
-    check measured the end phase at 1.5 to 7 times what it predicted (README, "ETA").
+    check measured the end phase at 1.5 to 7 times what it predicted (docs/eta-budget.md, "ETA").
 
     >>> end_seconds(save_s=1.0, build_s=4.0, eval_compile_s=3.0, eval_step_s=0.2,
     ...             test_images=20, train_batch=4)   # 1 + 4 + 1 + 2 x 3 + 3 x 0.4

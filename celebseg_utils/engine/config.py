@@ -379,7 +379,7 @@ _STUDY_BASE = {
 
 #: name -> (description, partial config). Plain data, applied on top of the defaults.
 PRESETS: dict[str, tuple[str, dict]] = {
-    # Costs per preset (GFLOPs measured, T4 hours derived): README, "Presets by cost".
+    # Costs per preset (GFLOPs measured, T4 hours derived): docs/eta-budget.md, "Presets by cost".
     "colab-t4": ("ResNet50V2 DeepLabV3+ at 512 px on a 16 GB T4: batch 8, mixed float16, "
                  "12 epochs or 4 hours (a free Colab session), whichever ends first",
                  {**_STUDY_BASE, "time_budget_minutes": 240, "run_dir": "runs/colab-t4"}),
@@ -406,7 +406,7 @@ PRESETS: dict[str, tuple[str, dict]] = {
              "optimizer": {"learning_rate": 1.5e-3},
              "data": {"prepared": "gs://YOUR_BUCKET/celebseg/prepared"},
              "run_dir": "runs/tpu"}),
-    # Measured on the synthetic faces (README, "The demo"): from scratch, CE + Dice at a high
+    # Measured on the synthetic faces (docs/demo.md): from scratch, CE + Dice at a high
     # learning rate with fast-moving BatchNorm statistics learns the small parts in minutes.
     "cpu-demo": ("MobileNetV3-Large at 128 px on CPU, random init, CE + Dice: minutes, for the demo",
                  {"model": {"backbone": "mobilenet_v3_large", "weights": None, "bn_momentum": 0.9},

@@ -47,8 +47,8 @@ from celebseg_utils.labels import BACKGROUND_ID
 
 #: What a folder given to ``predict`` is searched for.
 IMAGE_SUFFIXES = (".jpg", ".jpeg", ".png", ".bmp", ".webp")
-#: Smallest eye distance (photo pixels) ``--align`` parses; see the README's "Parsing any
-#: photo" for the measurement behind it.
+#: Smallest eye distance (photo pixels) ``--align`` parses; see docs/align.md ("Too small to
+#: parse") for the measurement behind it.
 MIN_EYE_DISTANCE = 16.0
 #: Opacity of the colour overlay, as ``visualization.viz.overlay`` draws it.
 OVERLAY_ALPHA = 0.5

@@ -134,7 +134,7 @@ def similarity_params(matrix) -> tuple[float, float, float, float]:
 #: count as already in the CelebA-HQ frame: half of what training augmentation shows the
 #: model (``data.augment``: scale 0.8-1.25, +-10 degrees, shifts of 5% and more), so a photo
 #: taken as it is was inside what the model learnt from. On 149 held-out aligned faces of
-#: ``../shared/data`` MTCNN's fit lies within it for 146 (README, "Parsing any photo"); its
+#: ``../shared/data`` MTCNN's fit lies within it for 146 (docs/align.md); its
 #: own error there (median 2.5% in scale) is landmark noise, not misalignment.
 ALIGNED_LOG_SCALE = 0.5 * float(np.log(1.25))
 ALIGNED_DEGREES = 5.0

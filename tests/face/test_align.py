@@ -240,7 +240,7 @@ def test_an_aligned_face_maps_to_nearly_the_identity(detector):
     The fit itself: the transform MTCNN's landmarks give is the identity up to the detector's
     landmark noise. Its eye positions on aligned faces spread by 0.7-1.4% of the width (the
     template's std), and on 149 held-out faces the fit's own error is a median 2.5% in scale,
-    0.7 degrees and 0.5% of the width at the centre (README, "Parsing any photo"): warped by
+    0.7 degrees and 0.5% of the width at the centre (docs/align.md): warped by
     it, a label map keeps a mean IoU of about 0.73 (the eyes, brows and earrings lose a third).
     The bounds below hold with a margin over those medians.
 
