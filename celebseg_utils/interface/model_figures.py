@@ -299,7 +299,12 @@ def skip_ablation_scores(model, prepared, split: str = "test",
                          progress: bool = False) -> dict:
     """``{mode: results}`` of ``engine.evaluate.evaluate_model`` on the model with its skip
     kept or replaced (``explain.without_skip``), the same split and protocol (argmax at the
-    model's input size); nothing is retrained."""
+    model's input size); nothing is retrained.
+
+    >>> scores = skip_ablation_scores("runs/sparse_ce/final.keras", "prepared")  # doctest: +SKIP
+    >>> round(scores["mean"]["per_class"]["l_brow"]["f1"], 2)  # doctest: +SKIP
+    0.04
+    """
     from celebseg_utils.engine import evaluate, inference
 
     model = inference.load_model(model)
@@ -352,7 +357,8 @@ def skip_markdown(rows: list[dict]) -> str:
 def pick_thin_faces(labels: Sequence[np.ndarray], count: int = 4,
                     wanted: Sequence[str] = ("neck_l", "ear_r")) -> list[int]:
     """Indices of ``count`` label maps that show brows, preferring those that also show a
-    class of ``wanted`` (necklace first, then earring), in the split's order.
+    class of ``wanted`` (necklace first, then earring), in the split's order; the others
+    fill up when too few show brows.
 
     >>> a = np.zeros((4, 4), np.uint8); b = a.copy(); b[0, 0] = 6; c = b.copy(); c[1, 1] = 16
     >>> pick_thin_faces([a, b, c], count=2)
@@ -365,7 +371,18 @@ def pick_thin_faces(labels: Sequence[np.ndarray], count: int = 4,
         chosen += [i for i, lab in enumerate(labels) if i not in chosen
                    and (lab == brow).any() and (lab == cid).any()][:max(1, count // len(wanted))]
     chosen += [i for i, lab in enumerate(labels) if i not in chosen and (lab == brow).any()]
+    chosen += [i for i in range(len(labels)) if i not in chosen]  # faces without brows last
     return chosen[:count]
+
+
+def thin_face_ids(ids: Sequence[int], labels: Sequence[np.ndarray], count: int = 3) -> list[int]:
+    """The image ids of :func:`pick_thin_faces` (``ids`` and ``labels`` of :func:`split_labels`).
+
+    >>> a = np.zeros((4, 4), np.uint8); b = a.copy(); b[0, 0] = 6
+    >>> thin_face_ids([10, 11], [a, b], count=2)
+    [11, 10]
+    """
+    return [int(ids[i]) for i in pick_thin_faces(labels, count)]
 
 
 def plot_skip_connection(model, prepared, ids: Sequence[int], mode: str = "mean",

@@ -17,7 +17,7 @@ than a paper's figure:
   at each stride when every cell is labelled perfectly;
 - **the decoder's stride-4 skip** (:func:`without_skip`): the same trained model with its
   low-level (stride-4) features replaced by their per-image mean or by zeros, so that only
-  the stride-32 ASPP output reaches the classifier.
+  the stride-32 ASPP output reaches the classifier (keras-cv and keras-hub models).
 
 And the losses of the loss study on a 4x4 label map whose numbers can be checked by hand
 (:func:`loss_example`), each computed by the package's own loss class.
@@ -189,7 +189,7 @@ def _keras_cv_parts(model):
              getattr(model, "segmentation_head", None))
     if any(p is None for p in parts):
         raise CelebsegError(f"model {model.name!r} is not a keras-cv DeepLabV3Plus "
-                            f"(model.library=keras_cv): no stride-4 skip to find")
+                            f"(model.library=keras_cv): its maps cannot be listed")
     return parts
 
 
@@ -248,9 +248,13 @@ SKIP_MODES = ("keep", "mean", "zero")
 
 
 def without_skip(model, mode: str = "mean"):
-    """The same keras-cv DeepLabV3+ (its layers and weights shared, nothing retrained) with
-    the decoder's stride-4 skip features replaced: ``mode`` one of :data:`SKIP_MODES`.
-    With the skip gone, every logit comes from the stride-32 ASPP output, upsampled.
+    """The same DeepLabV3+ (its layers and weights shared, nothing retrained) with the
+    decoder's stride-4 skip features replaced: ``mode`` one of :data:`SKIP_MODES`. With the
+    skip gone, every logit comes from the stride-32 ASPP output, upsampled.
+
+    The skip is the input of the decoder's ``Concatenate`` that sits at a quarter of the
+    input's side; the graph is re-run by ``keras.models.clone_model`` (nested models too),
+    reusing every layer, so both keras-cv's ``DeepLabV3Plus`` and the keras-hub model work.
 
     >>> import numpy as np
     >>> from celebseg_utils.models.deeplab import build_model
@@ -263,17 +267,36 @@ def without_skip(model, mode: str = "mean"):
 
     if mode not in SKIP_MODES:
         raise CelebsegError(f"mode={mode!r}: use one of {', '.join(SKIP_MODES)}")
-    extractor, aspp, upsampling, projector, concatenate, head = _keras_cv_parts(model)
-    inputs = keras.Input(tuple(model.input_shape[1:]), name="images")
-    feats = extractor(inputs)
-    low = projector(feats["P2"])
-    if mode == "mean":
-        # zeros + mean broadcasts over the map (a symbolic batch size has no fixed shape)
-        low = keras.ops.zeros_like(low) + keras.ops.mean(low, axis=(1, 2), keepdims=True)
-    elif mode == "zero":
-        low = keras.ops.zeros_like(low)
-    outputs = head(concatenate([upsampling(aspp(feats["P5"])), low]))
-    return keras.Model(inputs, outputs, name=f"{model.name}_skip_{mode}")
+    side = model.input_shape[1]
+    found = []
+
+    def is_skip(layer, inputs) -> bool:
+        return (isinstance(layer, keras.layers.Concatenate) and isinstance(inputs, (list, tuple))
+                and len(inputs) == 2 and side is not None and inputs[1].shape[1] is not None
+                and 4 * int(inputs[1].shape[1]) == int(side))
+
+    def call_function(layer, *args, **kwargs):
+        if args and is_skip(layer, args[0]):
+            found.append(layer.name)
+            upsampled_aspp, low = args[0]
+            if mode == "mean":
+                # zeros + mean broadcasts over the map (a symbolic batch has no fixed shape)
+                low = keras.ops.zeros_like(low) + keras.ops.mean(low, axis=(1, 2), keepdims=True)
+            elif mode == "zero":
+                low = keras.ops.zeros_like(low)
+            return layer([upsampled_aspp, low], *args[1:], **kwargs)
+        return layer(*args, **kwargs)
+
+    try:
+        clone = keras.models.clone_model(model, clone_function=lambda layer: layer,
+                                         call_function=call_function, recursive=True)
+    except ValueError as exc:
+        raise CelebsegError(f"model {model.name!r} is not a DeepLabV3+ (a functional graph "
+                            f"with a stride-4 skip): {exc}") from exc
+    if len(found) != 1:
+        raise CelebsegError(f"model {model.name!r} is not a DeepLabV3+: found {len(found)} "
+                            f"stride-4 skip concatenations, expected 1")
+    return clone
 
 
 # --------------------------------------------------------------------------- losses, by hand

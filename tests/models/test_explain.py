@@ -172,5 +172,18 @@ def test_without_skip_refuses_a_model_without_one():
     import keras
 
     plain = keras.Sequential([keras.Input((8, 8, 3)), keras.layers.Conv2D(19, 1)])
-    with pytest.raises(CelebsegError, match="keras-cv DeepLabV3Plus"):
+    with pytest.raises(CelebsegError, match="not a DeepLabV3"):
         explain.without_skip(plain)
+    with pytest.raises(CelebsegError, match="keras-cv DeepLabV3Plus"):
+        explain.feature_map_sizes(plain)
+
+
+@pytest.mark.slow
+def test_without_skip_finds_the_skip_of_the_keras_hub_model_too():
+    from celebseg_utils.models.deeplab import build_model
+
+    model = build_model(backbone="mobilenet_v3_large", image_size=64, library="keras_hub")
+    x = np.random.default_rng(1).uniform(0, 255, (1, 64, 64, 3)).astype("float32")
+    full = model(x, training=False).numpy()
+    assert np.allclose(explain.without_skip(model, "keep")(x, training=False).numpy(), full, atol=1e-5)
+    assert not np.allclose(explain.without_skip(model, "mean")(x, training=False).numpy(), full, atol=1e-3)
