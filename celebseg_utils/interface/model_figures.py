@@ -41,9 +41,10 @@ def _pyplot():
 
 
 def _finish(fig, path, title: str = ""):
-    fig.tight_layout()
-    if title:  # above the panels' own titles, never over them
-        fig.suptitle(title, fontsize=10, y=1.0, va="bottom")
+    """Title, then save: the figures use the constrained layout, which makes room for the
+    title above the panels' own titles."""
+    if title:
+        fig.suptitle(title, fontsize=10)
     if path is not None:
         viz.save_figure(fig, path)
     return fig
@@ -108,7 +109,7 @@ def plot_receptive_fields(stacks: list[dict], field: dict | None = None, image=N
     from matplotlib.patches import Rectangle
 
     n = len(stacks) + (field is not None)
-    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(3.2 * n, 3.6), squeeze=False, layout="constrained")
     for ax, s in zip(axes[0], stacks):
         g = s["gradient"]
         ax.imshow(g > 0, cmap="Greys", vmin=0, vmax=1.3)
@@ -190,7 +191,8 @@ def plot_aspp_branches(image: np.ndarray, rates: Sequence[int] = (1, 2, 3), cell
     side = image.shape[0] // output_stride
     branches = [("1x1 conv", np.eye(1, dtype=bool))] + [(f"3x3, rate {r}", None) for r in rates] \
         + [("image pooling", None)]
-    fig, axes = plt.subplots(1, len(branches), figsize=(2.6 * len(branches), 3.1), squeeze=False)
+    fig, axes = plt.subplots(1, len(branches), figsize=(2.6 * len(branches), 3.1), squeeze=False,
+                             layout="constrained")
     for ax, (name, _) in zip(axes[0], branches):
         if name == "1x1 conv":
             taps = np.zeros((side, side), bool)
@@ -231,6 +233,13 @@ def split_labels(prepared, split: str = "test", size: int = 128, limit: int | No
     return ids, labels
 
 
+def photo(prepared, image_id: int, size: int) -> np.ndarray:
+    """RGB uint8 (size, size) photo ``image_id`` of a prepared folder: a model's input."""
+    from celebseg_utils.interface.notebook_figures import load_photos
+
+    return load_photos(layout.read_prepare_info(Path(prepared))["data_root"], [image_id], size=size)[0]
+
+
 def stride_oracle_f1(labels: Sequence[np.ndarray], strides: Sequence[int] = (4, 8, 16, 32),
                      classes: Sequence[str] = THIN_CLASSES) -> dict:
     """F1 per class of the block-majority label maps (``explain.block_majority``) against
@@ -262,7 +271,7 @@ def plot_output_stride(label: np.ndarray, oracle: dict, photo=None, title: str =
     plt = _pyplot()
     strides = sorted(oracle)
     n = len(strides) + 1 + (photo is not None)
-    fig, axes = plt.subplots(1, n, figsize=(2.5 * n, 3.0), squeeze=False)
+    fig, axes = plt.subplots(1, n, figsize=(2.5 * n, 3.0), squeeze=False, layout="constrained")
     panels = ([("photo", np.asarray(photo).astype(np.uint8))] if photo is not None else []) + \
         [(f"truth, {label.shape[0]} px", viz.colorize(label))]
     for s in strides:
@@ -406,8 +415,8 @@ def plot_skip_connection(model, prepared, ids: Sequence[int], mode: str = "mean"
         rows.append([load_photos(info["data_root"], [k], size=size)[0], truth, *preds])
     names = ["photo", "truth", "with the stride-4 skip", f"skip {mode}-replaced"]
     extra = scores is not None
-    fig, axes = plt.subplots(len(rows), 4 + extra, figsize=(2.6 * (4 + extra) + extra * 1.5,
-                                                            2.6 * len(rows)), squeeze=False)
+    fig, axes = plt.subplots(len(rows), 4 + extra, squeeze=False, layout="constrained",
+                             figsize=(2.6 * (4 + extra) + extra * 1.5, 2.6 * len(rows) + 0.8))
     for r, row in enumerate(rows):
         for c, picture in enumerate(row):
             ax = axes[r][c]
@@ -428,7 +437,7 @@ def plot_skip_connection(model, prepared, ids: Sequence[int], mode: str = "mean"
         gone = [row.get(mode) or 0 for row in table]
         ax.barh(y - 0.2, keep, height=0.4, label="with skip", color="tab:blue")
         ax.barh(y + 0.2, gone, height=0.4, label=f"{mode}-replaced", color="tab:orange")
-        ax.set_yticks(y, [row["class"].replace("mean_f1", "mean F1 (18)") for row in table])
+        ax.set_yticks(y, [L.DISPLAY_NAMES.get(row["class"], "mean F1 (18 classes)") for row in table])
         ax.invert_yaxis()
         ax.set_xlim(0, 1)
         ax.set_xlabel("test F1")
@@ -436,14 +445,9 @@ def plot_skip_connection(model, prepared, ids: Sequence[int], mode: str = "mean"
         ax.set_title("F1 on the test split", fontsize=10)
     present = sorted(set(np.unique(np.concatenate([np.ravel(p) for row in rows for p in row[1:]])))
                      - {L.BACKGROUND_ID})
-    fig.legend(handles=viz.legend_handles([int(i) for i in present]), loc="lower center",
-               ncol=min(len(present), 10), fontsize=8, frameon=False, bbox_to_anchor=(0.5, -0.02))
-    fig.tight_layout(rect=(0, 0.05, 1, 1))
-    if title:
-        fig.suptitle(title, fontsize=10, y=1.0, va="bottom")
-    if path is not None:
-        viz.save_figure(fig, path)
-    return fig
+    fig.legend(handles=viz.legend_handles([int(i) for i in present]), loc="outside lower center",
+               ncol=min(len(present), 10), fontsize=8, frameon=False)
+    return _finish(fig, path, title)
 
 
 # --------------------------------------------------------------------------- committed files

@@ -328,9 +328,13 @@ class LossExample:
     class_weights: list         # stats.class_weights_from_counts(...)["median_freq"]
     soft_counts: dict           # {"I", "P", "G"}: per class, from losses.DiceLoss
     values: dict = field(default_factory=dict)  # recipe name -> loss value
+    #: recipe name -> each class's share of the loss (its pixels' weighted CE, or its
+    #: 1 - score term), in class order; they sum to 1
+    class_shares: dict = field(default_factory=dict)
 
     def markdown(self, part: str) -> str:
-        """Markdown of one part: ``"inputs"`` or a name of :data:`EXAMPLE_LOSSES`."""
+        """Markdown of one part: ``"inputs"``, a name of :data:`EXAMPLE_LOSSES`, or
+        ``"summary"`` (every loss's value and each class's share of it)."""
         return _example_markdown(self, part)
 
 
@@ -367,12 +371,19 @@ def loss_example(smooth: float = 1.0) -> LossExample:
         "dice": dice(y, z),
         "jaccard": losses.get_loss("jaccard", num_classes=num, smooth=smooth)(y, z),
     }
+    pixel_ce = np.asarray(sparse.call(y, z), np.float64)[0]
+    per_pixel = {"sparse_ce": pixel_ce, "pixel_weighted_ce": pixel_ce * pixel_weights,
+                 "weighted_ce": pixel_ce * np.asarray(class_weights)[labels]}
+    shares = {name: np.bincount(labels.ravel(), weights=terms.ravel(), minlength=num)
+              for name, terms in per_pixel.items()}
+    shares["dice"] = 1.0 - (2 * inter + smooth) / (pred_sum + gt_sum + smooth)
+    shares["jaccard"] = 1.0 - (inter + smooth) / (pred_sum + gt_sum - inter + smooth)
     return LossExample(
-        labels=labels, probs=probs, logits=logits, smooth=float(smooth),
-        pixel_ce=np.asarray(sparse.call(y, z), np.float64)[0],
+        labels=labels, probs=probs, logits=logits, smooth=float(smooth), pixel_ce=pixel_ce,
         pixel_weights=pixel_weights.astype(np.float64), class_weights=class_weights,
         soft_counts={"I": inter.tolist(), "P": pred_sum.tolist(), "G": gt_sum.tolist()},
-        values={k: float(v) for k, v in values.items()})
+        values={k: float(v) for k, v in values.items()},
+        class_shares={k: (v / v.sum()).tolist() for k, v in shares.items()})
 
 
 def _grid(values: np.ndarray, fmt: str) -> str:
@@ -439,4 +450,14 @@ def _example_markdown(ex: LossExample, part: str) -> str:
         return ("| class | $I_c$ | $P_c$ | $G_c$ | soft " + label + " |\n|---|---:|---:|---:|---|\n"
                 + "\n".join(rows) + f"\n\n$L = 1 - ({' + '.join(f'{x:.4f}' for x in scores)}) / 3$"
                 f" = **{ex.values[part]:.4f}**")
-    raise CelebsegError(f"part={part!r}: use 'inputs' or one of {', '.join(EXAMPLE_LOSSES)}")
+    if part == "summary":
+        brow_share = counts[2] / n
+        rows = "\n".join(f"| `{name}` | {ex.values[name]:.4f} | "
+                         + " | ".join(f"{100 * v:.0f}%" for v in ex.class_shares[name]) + " |"
+                         for name in EXAMPLE_LOSSES)
+        return (f"| loss | value | share: background | skin | brow |\n"
+                f"|---|---:|---:|---:|---:|\n{rows}\n\nThe brow is {100 * brow_share:.1f}% of "
+                f"the pixels and the worst-predicted class; the columns say how much of each "
+                f"loss it makes up.")
+    raise CelebsegError(f"part={part!r}: use 'inputs', 'summary' or one of "
+                        f"{', '.join(EXAMPLE_LOSSES)}")

@@ -7,6 +7,7 @@ import math
 
 import numpy as np
 import pytest
+import tensorflow as tf  # noqa: F401 - imported at collection, as test_losses does: no test pays for it
 
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.models import explain
@@ -110,6 +111,22 @@ def test_loss_example_equals_the_hand_computed_values():
     assert [round(v, 4) for v in ex.values.values()] == [0.486, 0.7675, 0.5756, 0.4129, 0.5154]
     assert np.allclose(ex.class_weights, [0.4, 1.0, 2.0])
     assert np.allclose(ex.soft_counts["I"], [8, 2, 0.5]) and np.allclose(ex.soft_counts["P"], [10, 3.5, 2.5])
+
+
+def test_loss_example_class_shares_by_hand():
+    ex = explain.loss_example()
+    ce_bg, ce_skin, ce_brow = -math.log(0.8), -math.log(0.5), -math.log(0.25)
+    brow = {
+        "sparse_ce": 2 * ce_brow / (10 * ce_bg + 4 * ce_skin + 2 * ce_brow),        # 36%
+        "pixel_weighted_ce": ce_brow / (ce_bg + ce_skin + ce_brow),                  # 60%
+        "weighted_ce": 4 * ce_brow / (4 * ce_bg + 4 * ce_skin + 4 * ce_brow),        # 60%
+        "dice": (1 - 2 / 5.5) / ((1 - 17 / 21) + (1 - 5 / 8.5) + (1 - 2 / 5.5)),     # 51%
+        "jaccard": (1 - 0.3) / ((1 - 9 / 13) + (1 - 3 / 6.5) + (1 - 0.3)),           # 45%
+    }
+    for name, share in brow.items():
+        assert math.isclose(ex.class_shares[name][2], share, rel_tol=1e-5), name
+        assert math.isclose(sum(ex.class_shares[name]), 1.0, rel_tol=1e-9)
+    assert "| `sparse_ce` | 0.4860 | 29% | 36% | 36% |" in ex.markdown("summary")
 
 
 def test_loss_example_without_smoothing():
