@@ -154,9 +154,8 @@ def main(argv=None) -> int:
                                   f"channels replaced by their per-image mean): {where}\n{who}")
 
     numbers = {
-        "command": "python scripts/make_model_figures.py --model "
-                   f"{'/'.join(model_path.parts[-5:])} --prepared {prepared.name} "
-                   f"--split {args.split} --faces {args.faces}",
+        "command": " ".join(["python", "scripts/make_model_figures.py",
+                             *(sys.argv[1:] if argv is None else argv)]),
         "model": budget, "model_text": who, "data": where, "image_size": size,
         "test_images": len(ids), "faces_shown": [ids[i] for i in faces],
         "receptive_field": {"conv_stacks": MF.json_ready(stacks), "model": MF.json_ready(field)

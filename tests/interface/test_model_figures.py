@@ -130,3 +130,19 @@ def test_committed_numbers_match_their_figures_and_bench_files():
         same = [b for b in bench if b["backbone"] == row["backbone"]]
         assert same and same[0]["gflops"] == row["gflops"]
     assert sorted({r["image_size"] for r in numbers["cost"]}) == [128, 256, 512]
+
+
+def test_docs_model_md_quotes_the_committed_numbers():
+    numbers = json.loads((REPO_ROOT / "figures" / "model" / "model_figures.json").read_text())
+    doc = (REPO_ROOT / "docs" / "model.md").read_text()
+    for row in numbers["skip"]["f1"]:
+        name = L.DISPLAY_NAMES.get(row["class"], "mean F1 (18 classes)")
+        assert f"| {name} | {row['keep']:.3f} | {row['mean']:.3f}" in doc, name
+    for stride, f1 in numbers["stride_oracle_f1"].items():
+        cells = " | ".join(f"{f1[c]:.2f}" for c in (*MF.THIN_CLASSES, "mean_f1"))
+        assert f"| {stride} | {cells} |" in doc, stride
+    for row in numbers["cost"]:
+        assert f"| {row['backbone']} | {row['image_size']} px | {row['params'] / 1e6:.2f} | " \
+               f"{row['gflops']:.2f} |" in doc
+    field = numbers["receptive_field"]["model"]
+    assert f"within ±{field['r50']} px" in doc and f"90% within ±{field['r90']} px" in doc
