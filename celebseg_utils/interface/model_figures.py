@@ -58,6 +58,9 @@ def conv_stack_fields(stacks: Sequence[Sequence[int]] = DEFAULT_STACKS, size: in
     non-zero input gradient of the centre output pixel), the ``analytic`` side
     ``1 + 2 * sum(rates)``, ``taps_read`` (input pixels with a non-zero gradient) and the
     ``gradient`` itself ((size, size) float array; dropped by :func:`json_ready`).
+
+    >>> [f["taps_read"] for f in conv_stack_fields(((1, 1, 1), (2, 2, 2)), size=21)]
+    [49, 49]
     """
     out = []
     centre = size // 2
@@ -75,6 +78,10 @@ def model_field(model, image: np.ndarray, row: int, col: int) -> dict:
     """The receptive field of one output pixel of ``model`` on ``image`` (0..255 RGB at the
     model's input size): the predicted ``class`` there, the ``support`` of the input
     gradient, and the half-widths ``r50``/``r90`` of the squares holding 50% / 90% of it.
+
+    >>> f = model_field(explain.conv_stack([1, 1]), np.zeros((33, 33, 1), "float32"), 16, 16)
+    >>> f["support"], f["r90"]
+    (5, 2)
     """
     import keras
 
@@ -103,7 +110,11 @@ def json_ready(value):
 def plot_receptive_fields(stacks: list[dict], field: dict | None = None, image=None,
                           title: str = "", path=None):
     """One panel per conv stack (its input gradient, support framed), then, when ``field``
-    (:func:`model_field`) is given, the model's gradient (log scale) over ``image``."""
+    (:func:`model_field`) is given, the model's gradient (log scale) over ``image``.
+
+    >>> len(plot_receptive_fields(conv_stack_fields(((1,), (2,)), size=9)).axes)
+    2
+    """
     plt = _pyplot()
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
@@ -184,16 +195,19 @@ def aspp_markdown(rows: list[dict]) -> str:
 def plot_aspp_branches(image: np.ndarray, rates: Sequence[int] = (1, 2, 3), cell=(1, 1),
                        output_stride: int = 32, title: str = "", path=None):
     """What each ASPP branch of one stride-32 cell reads, drawn over ``image``: the 1x1
-    branch, one 3x3 branch per rate, and image pooling (every cell)."""
+    branch, one 3x3 branch per rate, and image pooling (every cell).
+
+    >>> plot_aspp_branches(np.zeros((128, 128, 3), np.uint8), rates=(6,)).axes[1].get_title().splitlines()
+    ['3x3, rate 6', 'reads 1 of 9 taps']
+    """
     plt = _pyplot()
     from matplotlib.patches import Rectangle
 
     side = image.shape[0] // output_stride
-    branches = [("1x1 conv", np.eye(1, dtype=bool))] + [(f"3x3, rate {r}", None) for r in rates] \
-        + [("image pooling", None)]
+    branches = ["1x1 conv", *(f"3x3, rate {r}" for r in rates), "image pooling"]
     fig, axes = plt.subplots(1, len(branches), figsize=(2.6 * len(branches), 3.1), squeeze=False,
                              layout="constrained")
-    for ax, (name, _) in zip(axes[0], branches):
+    for ax, name in zip(axes[0], branches):
         if name == "1x1 conv":
             taps = np.zeros((side, side), bool)
             taps[cell] = True
@@ -223,7 +237,12 @@ def plot_aspp_branches(image: np.ndarray, rates: Sequence[int] = (1, 2, 3), cell
 
 def split_labels(prepared, split: str = "test", size: int = 128, limit: int | None = None) -> tuple:
     """``(ids, labels)``: the label maps of a prepared split, resized (nearest) to ``size``
-    as the evaluation at the model's size resizes them."""
+    as the evaluation at the model's size resizes them.
+
+    >>> ids, labels = split_labels("data/prepared", "test", 128)  # doctest: +SKIP
+    >>> labels[0].shape  # doctest: +SKIP
+    (128, 128)
+    """
     from celebseg_utils.interface.notebook_figures import read_label
 
     ids = layout.read_split(Path(prepared), split)[:limit]
@@ -234,7 +253,11 @@ def split_labels(prepared, split: str = "test", size: int = 128, limit: int | No
 
 
 def photo(prepared, image_id: int, size: int) -> np.ndarray:
-    """RGB uint8 (size, size) photo ``image_id`` of a prepared folder: a model's input."""
+    """RGB uint8 (size, size) photo ``image_id`` of a prepared folder: a model's input.
+
+    >>> photo("data/prepared", 315, 128).shape  # doctest: +SKIP
+    (128, 128, 3)
+    """
     from celebseg_utils.interface.notebook_figures import load_photos
 
     return load_photos(layout.read_prepare_info(Path(prepared))["data_root"], [image_id], size=size)[0]
@@ -267,7 +290,12 @@ def stride_oracle_f1(labels: Sequence[np.ndarray], strides: Sequence[int] = (4, 
 
 def plot_output_stride(label: np.ndarray, oracle: dict, photo=None, title: str = "", path=None):
     """The label map as a perfect classifier at each stride of ``oracle`` would give it
-    (block majority), each titled with the thin classes' mean F1 of that stride."""
+    (block majority), each titled with the thin classes' mean F1 of that stride.
+
+    >>> lab = np.zeros((64, 64), np.uint8)
+    >>> len(plot_output_stride(lab, stride_oracle_f1([lab], strides=(4, 32))).axes)
+    3
+    """
     plt = _pyplot()
     strides = sorted(oracle)
     n = len(strides) + 1 + (photo is not None)
@@ -324,7 +352,13 @@ def skip_ablation_scores(model, prepared, split: str = "test",
 
 def skip_f1_table(scores: dict, classes: Sequence[str] = THIN_CLASSES) -> list[dict]:
     """Per class (and the 18-class mean F1): F1 with the skip and without (each mode), and
-    the change. Rows are JSON-safe."""
+    the change. Rows are JSON-safe.
+
+    >>> keep = {"mean_f1": 0.7, "per_class": {"l_brow": {"f1": 0.74}}}
+    >>> mean = {"mean_f1": 0.3, "per_class": {"l_brow": {"f1": 0.04}}}
+    >>> skip_f1_table({"keep": keep, "mean": mean}, classes=("l_brow",))[0]
+    {'class': 'l_brow', 'keep': 0.74, 'mean': 0.04, 'change_mean': -0.7}
+    """
     rows = []
     for name in [*classes, "mean_f1"]:
         row = {"class": name}
@@ -398,7 +432,10 @@ def plot_skip_connection(model, prepared, ids: Sequence[int], mode: str = "mean"
                          size: int = 256, scores: dict | None = None, title: str = "", path=None):
     """Photo, truth, prediction with the skip and without it (``mode``), one row per image
     of ``ids`` at ``size`` px; with ``scores`` (:func:`skip_ablation_scores`), a last panel
-    of the thin classes' F1 with and without."""
+    of the thin classes' F1 with and without.
+
+    >>> plot_skip_connection("runs/sparse_ce/final.keras", "data/prepared", [315])  # doctest: +SKIP
+    """
     from celebseg_utils.engine import inference
     from celebseg_utils.interface.notebook_figures import load_photos, read_label
 

@@ -130,7 +130,7 @@ The share of taps that read the map, per input size and rate:
 notebook.Markdown(model_figures.aspp_markdown(model_figures.aspp_table()))
 """),
         code("""
-ids, labels = model_figures.split_labels(PREPARED_DIR, "test", EXPLAIN_SIZE)
+ids, labels = model_figures.split_labels(PREPARED_DIR, "test", EXPLAIN_SIZE, limit=400)
 face = model_figures.photo(PREPARED_DIR, ids[0], EXPLAIN_SIZE)
 model_figures.plot_aspp_branches(face, rates=(1, 2, 3, 6), cell=(1, 1));
 """),
