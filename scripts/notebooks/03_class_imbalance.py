@@ -5,6 +5,7 @@ from __future__ import annotations
 import nbformat
 
 from nb_cells import SMOKE_WORKSPACE, code, header, install_cells, md, notebook, parameters_cells
+from nb_teach import loss_cells
 
 
 def build() -> nbformat.NotebookNode:
@@ -102,6 +103,7 @@ equally.
         code("""
 figures.plot_weight_maps(PREPARED_DIR, stats, image_id=EXAMPLE_ID, split=SPLIT);
 """),
+        *loss_cells(),  # each loss: its formula and a 4x4 example by hand
         md("""
 Next: **04 · Train with sparse cross-entropy**, the unweighted baseline.
 """),

@@ -5,6 +5,7 @@ from __future__ import annotations
 import nbformat
 
 from nb_cells import code, header, install_cells, md, notebook, parameters_cells
+from nb_teach import model_cells, skip_cells
 from nb_training import TRAIN_EXPLAIN, TRAIN_PARAMS, TRAIN_SMOKE, training_cells
 
 
@@ -24,6 +25,8 @@ uses Kaggle's two T4s, `colab-a100` an A100.
     cells += install_cells()
     cells += parameters_cells(TRAIN_PARAMS, TRAIN_EXPLAIN)
     cells += [code(TRAIN_SMOKE)]
+    cells += model_cells()  # DeepLabV3+ explained before it is trained
     cells += training_cells([("sparse_ce", '"loss.name=sparse_ce"')])
+    cells += skip_cells()  # the skip ablation, repeated on the model just trained
     cells += [md("Next: **05 · Weighted cross-entropy** gives the rare classes more say in the loss.")]
     return notebook(file, cells, gpu=True)
