@@ -71,7 +71,8 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
     from celebseg_utils.engine.config import resolve_config
     from celebseg_utils.engine.evaluate import evaluate_model
     from celebseg_utils.fileio import atomic_write_json
-    from celebseg_utils.data.stats import compute_stats, plot_class_frequency
+    from celebseg_utils.data.stats import compute_stats
+    from celebseg_utils.visualization.plots import plot_class_frequency
     from celebseg_utils.engine.train import train
 
     out = Path(out)

@@ -227,13 +227,47 @@ def private_uses(module: str, path: Path, modules) -> set[tuple[str, str]]:
 def private_crossings() -> list[str]:
     modules = package_modules()
     return sorted(f"{m} ({room_of(m)}) uses {owner}.{name} ({room_of(owner)})"
-                  for m, p in modules.items() for owner, name in private_uses(m, p, modules)
-                  if room_of(owner) != room_of(m))
+                  for m, p in modules.items() for owner, name in private_uses(m, p, modules))
 
 
-def test_no_module_takes_a_private_name_from_another_room():
-    # Issue #23: a private helper used across rooms is an interface nobody documented.
+def test_no_module_takes_a_private_name_from_another_module():
+    # Issue #23: a private helper used by another module, in its room or not, is an
+    # interface nobody documented (stats._join read gs:// for shards and the pipeline).
     assert private_crossings() == []
+
+
+def names_split_files(path: Path) -> bool:
+    """Whether a module builds a path to a split file itself: ``PREP / "splits"``,
+    ``join(PREP, "splits", ...)`` or ``f"{PREP}/splits/..."`` (docstrings do not count)."""
+    for node in ast.walk(ast.parse(path.read_text(), str(path))):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) \
+                and getattr(node.right, "value", None) == "splits":
+            return True
+        if isinstance(node, ast.Call) and any(getattr(a, "value", None) == "splits"
+                                              for a in node.args[1:]):  # not d.get("splits")
+            return True
+        if isinstance(node, ast.JoinedStr) and any("/splits/" in str(getattr(v, "value", ""))
+                                                   for v in node.values):
+            return True
+    return False
+
+
+#: Where a split file's path is built: layout, which reads it (local or gs://).
+SPLIT_FILE_OWNERS = {"celebseg_utils.data.layout"}
+
+
+def test_split_files_are_read_in_one_place():
+    # Issue #23: train, scoring, stats and the notebooks each read split files their own way.
+    assert {m for m, p in package_modules().items() if names_split_files(p)} == SPLIT_FILE_OWNERS
+
+
+def test_the_split_file_check_sees_each_spelling(tmp_path):
+    spellings = {'p / "splits" / "a.txt"': True, 'join(p, "splits", "a.txt")': True,
+                 'f"{p}/splits/{s}.txt"': True, 'info["splits"]["val"]': False,
+                 '{"splits": 3}': False, 'd.get("splits", {})': False, 'f"do not match splits/{s}.txt"': False}
+    for code, expected in spellings.items():
+        (tmp_path / "m.py").write_text(f'"""PREP/splits/a.txt"""\nx = {code}\n')
+        assert names_split_files(tmp_path / "m.py") is expected, code
 
 
 def test_the_private_name_check_sees_both_spellings(tmp_path):

@@ -175,8 +175,9 @@ def split_size(prepared, split: str = "test") -> int:
     >>> split_size("/nonexistent", "test")
     0
     """
-    path = Path(prepared) / "splits" / f"{split}.txt"
-    return len(path.read_text().split()) if path.is_file() else 0
+    from celebseg_utils.data import layout
+
+    return len(layout.read_split(prepared, split)) if layout.split_path(prepared, split).is_file() else 0
 
 
 def ensure_runs(names: Sequence[str], prepared, root: Path | str | None = None,
@@ -418,10 +419,10 @@ def comparison_summary(results: dict, baseline: str | None = None) -> Markdown:
     """What the numbers of these runs say, in sentences: the best run overall, and for each
     rare class the best run and its gain in F1 (and recall) over ``baseline`` (default: the
     first run). Each mIoU / mean F1 says how many classes that run averaged, as in
-    :func:`celebseg_utils.engine.evaluate.averaged_label`: "mIoU (19 classes)", or
+    :func:`celebseg_utils.engine.results.averaged_label`: "mIoU (19 classes)", or
     "mIoU (17 of 19 classes)" when two classes had no score."""
     from celebseg_utils import labels as L
-    from celebseg_utils.engine.evaluate import averaged_label
+    from celebseg_utils.engine.results import averaged_label
 
     runs = list(results)
     baseline = baseline or runs[0]

@@ -107,7 +107,7 @@ def _run_one(prepared, out, arm, seed, preset, overrides, budget_minutes=None,
     import keras
 
     from celebseg_utils.data import layout
-    from celebseg_utils.engine.evaluate import write_report
+    from celebseg_utils.engine.results import write_report
     from celebseg_utils.engine.scoring import PROTOCOLS, score_split
     from celebseg_utils.engine.train import load_trained_model, train
 

@@ -1,4 +1,5 @@
-"""evaluate: one confusion matrix over the split, the numpy metric's numbers, reports, compare."""
+"""evaluate, results and compare: one confusion matrix over the split, the numpy metric's
+numbers, the report files, runs side by side."""
 
 import json
 import warnings
@@ -11,9 +12,10 @@ from celebseg_utils import labels as L
 from celebseg_utils.data import layout
 from celebseg_utils.cli import main
 from celebseg_utils.errors import CelebsegError
-from celebseg_utils.engine.evaluate import (averaged_label, compare_runs, comparison_table,
-                                     evaluate_model, load_model_checked,
-                                     read_results, results_path, run_name)
+from celebseg_utils.engine.compare import compare_runs, comparison_table, run_name
+from celebseg_utils.engine.evaluate import evaluate_model, results_path
+from celebseg_utils.engine.inference import load_model
+from celebseg_utils.engine.results import averaged_label, read_results
 
 
 @pytest.fixture(scope="module")
@@ -210,18 +212,18 @@ def test_read_results_and_run_name_survive_damaged_files(tmp_path):
     assert run_name(run) == "dice"
 
 
-def test_load_model_checked_names_the_problem(tmp_path):
+def test_the_one_loader_names_the_problem(tmp_path):
     with pytest.raises(CelebsegError, match="nope.keras not found"):
-        load_model_checked(tmp_path / "nope.keras")
+        load_model(tmp_path / "nope.keras")
     with pytest.raises(CelebsegError, match="folder without a final.keras"):
-        load_model_checked(tmp_path)
+        load_model(tmp_path)
     (tmp_path / "cut.keras").write_bytes(b"PK\x03\x04 and then nothing")
     with pytest.raises(CelebsegError, match="cut.keras is not a .keras archive"):
-        load_model_checked(tmp_path / "cut.keras")
+        load_model(tmp_path / "cut.keras")
     with pytest.raises(CelebsegError, match="predicts 5 classes"):
-        load_model_checked(tiny_model(classes=5))
+        load_model(tiny_model(classes=5))
     model = tiny_model()
-    assert load_model_checked(model) is model
+    assert load_model(model) is model
 
 
 def _run(iou, f1=None, precision=0.5, recall=0.5, miou=0.5, mean_f1=0.6, accuracy=0.9):
