@@ -21,6 +21,7 @@ PACKAGE = REPO_ROOT / "celebseg_utils"
 LAYERS = ["ground", "visualization", "data", "face", "models", "engine", "interface", "top"]
 #: Top-level modules and their room; every subpackage is the room of its name.
 TOP_LEVEL = {"labels": "ground", "errors": "ground", "fileio": "ground", "tf_startup": "ground",
+             "text": "ground",
              "cli": "top", "__main__": "top", "demo": "top", "study": "top",
              "__init__": "top"}  # the package's lazy public API may name any room
 

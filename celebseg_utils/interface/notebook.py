@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from celebseg_utils.models.recipes import RECIPES
+from celebseg_utils.text import format_duration
 
 #: GitHub ``owner/name`` of the project; the badges and the install command point here.
 REPOSITORY = "celebseg/celebseg"
@@ -290,22 +291,6 @@ def _ratio(big: str, small: str) -> str:
     return _sig(value)
 
 
-def _duration(seconds: float) -> str:
-    """Seconds as a reader says them: ``0.207`` -> ``"0.2 s"``, ``754`` -> ``"12 min 34 s"``.
-
-    >>> [_duration(s) for s in (0.2069, 42.4, 754.0, 7384.0)]
-    ['0.2 s', '42 s', '12 min 34 s', '2 h 03 min']
-    """
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
 def _shown_path(path) -> str:
     """``path`` as the notebook's user wrote it: relative to the working folder when inside
     it, ``~/...`` when under the home folder, so no output shows a machine's absolute path."""
@@ -341,7 +326,7 @@ def prepare_summary(summary: dict) -> Markdown:
                f"`{_shown_path(Path(summary['out']) / 'problems.txt')}`.")
     return Markdown(f"Prepared **{summary['num_images']:,}** label maps"
                     + (f" of {size}×{size} px" if size else "")
-                    + f" in `{_shown_path(summary['out'])}` in {_duration(summary['seconds'])} "
+                    + f" in `{_shown_path(summary['out'])}` in {format_duration(summary['seconds'])} "
                     f"({made}). Splits: {splits}. {trouble}")
 
 
