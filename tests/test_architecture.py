@@ -280,3 +280,25 @@ def test_the_private_name_check_sees_both_spellings(tmp_path):
     assert private_uses("celebseg_utils.study.x", source, modules) == {
         ("celebseg_utils.visualization.viz", "_headless_backend"),
         ("celebseg_utils.engine.train", "_test_scores")}
+
+
+# --------------------------------------------------------------------------- the tests' own rules
+
+TESTS = REPO_ROOT / "tests"
+
+
+def test_tests_import_the_package_plainly():
+    # Issue #23: importorskip on the project's own module hid an import error as a skip.
+    # Skipping is for a missing third-party package only (mtcnn, papermill, tf_keras).
+    offenders = [p.relative_to(REPO_ROOT).as_posix() for p in TESTS.rglob("*.py")
+                 if 'importorskip("celebseg_utils' in p.read_text()
+                 or "importorskip('celebseg_utils" in p.read_text()]
+    assert offenders == [p for p in offenders if p.endswith("test_architecture.py")]
+
+
+def test_the_shared_real_data_is_reached_through_conftest_only():
+    # Issue #23: seven test files built their own ../shared path, each with its own skip.
+    offenders = [p.relative_to(REPO_ROOT).as_posix() for p in TESTS.rglob("*.py")
+                 if p.name not in ("conftest.py", "test_architecture.py")
+                 and ('"shared"' in p.read_text() or "'shared'" in p.read_text())]
+    assert offenders == []

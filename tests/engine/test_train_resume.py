@@ -19,7 +19,7 @@ from pathlib import Path
 
 import pytest
 
-from reliability import run_cli
+from harness import run_cli
 from test_train import tiny_overrides
 
 from celebseg_utils.engine import callbacks as cb
