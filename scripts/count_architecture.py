@@ -21,6 +21,10 @@ Each count is read from the source with ``ast`` (docstrings and comments do not 
   loss recipes (the registry's names, read from this checkout's ``models/recipes.py``), each
   table counted once however nested.
 - ``longest function in engine/``: lines from ``def`` to its last line.
+- ``duration formatters``: functions whose f-strings write both ``min`` and ``s`` or ``h``
+  units (a wrapper that only calls another formatter is not one).
+- ``split file readers``: modules that build a path to ``splits/<name>.txt`` themselves
+  (``PREP / "splits"``, ``join(PREP, "splits", ...)``, ``f"{PREP}/splits/..."``).
 - ``cross-module private imports``: ``(module, owner._name)`` pairs where a package module
   takes a private name from another package module (``from owner import _x`` or
   ``alias._x``), in the same room or not.
@@ -127,6 +131,33 @@ def loss_tables(tree, names: set[str]) -> int:
     return count
 
 
+def formats_durations(fn) -> bool:
+    """A value written with a unit after it: ``f"{m} min {s:02d} s"``, ``f"{h} h ..."``."""
+    units = set()
+    for node in ast.walk(fn):
+        if isinstance(node, ast.JoinedStr):
+            for before, after in zip(node.values, node.values[1:]):
+                if isinstance(before, ast.FormattedValue) and isinstance(after, ast.Constant):
+                    text = str(after.value)
+                    units |= {u for u in (" min", " s", " h ") if text == u or text.startswith(
+                        u if u.endswith(" ") else u + " ")}
+    return " min" in units and (" s" in units or " h " in units)
+
+
+def names_split_files(tree) -> bool:
+    for node in ast.walk(tree):
+        if isinstance(node, ast.BinOp) and isinstance(node.op, ast.Div) \
+                and getattr(node.right, "value", None) == "splits":
+            return True
+        if isinstance(node, ast.Call) and any(getattr(a, "value", None) == "splits"
+                                              for a in node.args[1:]):
+            return True
+        if isinstance(node, ast.JoinedStr) and any("/splits/" in str(getattr(v, "value", ""))
+                                                   for v in node.values):
+            return True
+    return False
+
+
 def private_uses(module: str, tree, modules: set[str]) -> set[tuple[str, str]]:
     aliases, found = {}, set()
     for node in ast.walk(tree):
@@ -160,7 +191,8 @@ def count(checkout: Path, names: set[str]) -> dict:
         return ".".join(parts[:-1] if parts[-1] == "__init__" else parts)
 
     modules = {module(p) for p in paths}
-    where = {"model loaders": [], "preprocessing paths": [], "confusion loops": []}
+    where = {"model loaders": [], "preprocessing paths": [], "confusion loops": [],
+             "duration formatters": [], "split file readers": []}
     longest, losses, private = ("", 0), [], []
     for p, tree in trees.items():
         rel = p.relative_to(checkout).as_posix()
@@ -173,10 +205,14 @@ def count(checkout: Path, names: set[str]) -> dict:
                 where["preprocessing paths"].append(at)
             if is_confusion_loop(fn) and not rel.endswith("models/metrics.py"):
                 where["confusion loops"].append(at)
+            if formats_durations(fn):
+                where["duration formatters"].append(at)
             length = fn.end_lineno - fn.lineno + 1
             if rel.startswith("celebseg_utils/engine/") and length > longest[1]:
                 longest = (at, length)
         losses += [rel] * loss_tables(tree, names)
+        if names_split_files(tree):
+            where["split file readers"].append(rel)
         private += [f"{module(p)} uses {owner}.{name}"
                     for owner, name in sorted(private_uses(module(p), tree, modules))]
     counts = {k: len(v) for k, v in where.items()}
