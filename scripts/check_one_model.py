@@ -4,6 +4,7 @@ checkout; and two such runs (before and after a change) compared.
     python scripts/check_one_model.py run --model M.keras --prepared PREP --json after.json
     python scripts/check_one_model.py run --checkout /tmp/before ... --json before.json
     python scripts/check_one_model.py compare before.json after.json
+    python scripts/check_one_model.py inputs --prepared PREP --faces 16 --size 128
 
 ``run`` imports ``celebseg_utils`` from ``--checkout`` (default: this one) and, on the test
 split of ``PREP``:
@@ -92,6 +93,35 @@ def input_gap(prepared, ids, size: int) -> dict:
             "max_abs_pixel_gap_of_a_face": float(np.max(gaps))}
 
 
+def input_parts(prepared, ids, size: int) -> dict:
+    """Where the two inputs part, face by face (mean |difference| in 0..255 values of the
+    model's input, each against predict's): TensorFlow's JPEG decoder in place of Pillow's
+    (both whole), the pipeline's DCT-scaled decode, and the uint8 rounding of the resize."""
+    import tensorflow as tf
+
+    from celebseg_utils.data import layout
+    from celebseg_utils.data.pipeline import decode_photo
+    from celebseg_utils.engine.inference import pad_to_square
+    from celebseg_utils.engine.predict import read_image
+
+    def model_input(photo):
+        square = pad_to_square(np.asarray(photo)).astype(np.float32)
+        return tf.image.resize(square, (size, size), antialias=True).numpy() \
+            if square.shape[0] != size else square
+
+    parts = {"tf_decoder": [], "dct_scaled_decode": [], "uint8_rounding": []}
+    for k in ids:
+        path = layout.photo_path(prepared, k)
+        mine = model_input(read_image(path))  # what predict feeds the model
+        data = path.read_bytes()
+        parts["tf_decoder"].append(model_input(tf.image.decode_jpeg(data, channels=3).numpy()))
+        parts["dct_scaled_decode"].append(model_input(decode_photo(data, size).numpy()))
+        parts["uint8_rounding"].append(np.floor(np.clip(mine, 0, 255) + 0.5))
+        for name in parts:
+            parts[name][-1] = float(np.abs(parts[name][-1] - mine).mean())
+    return {"faces": len(ids), "size": size, **{n: float(np.mean(v)) for n, v in parts.items()}}
+
+
 def run(args) -> dict:
     sys.path.insert(0, str(Path(args.checkout).resolve()))
     import celebseg_utils
@@ -157,10 +187,11 @@ def run(args) -> dict:
         "mean_f1_study_label_size": studied["label_size"]["mean_f1"],
         "per_image_f1_gap_mean": float(np.nanmean(gap)),
         "per_image_f1_gap_max": float(np.nanmax(gap)),
-        "why": "two preprocessing paths: predict decodes the whole JPEG and resizes it in float "
-               "with antialiasing (engine.inference); evaluate and the study read the split "
-               "through the training pipeline (data.pipeline), which decodes JPEGs at a reduced "
-               "DCT scale when that still covers the model's size and rounds the photo to uint8"}
+        "why": "two preprocessing paths: predict reads the photo whole with Pillow and resizes "
+               "it in float with antialiasing (engine.inference); evaluate and the study read "
+               "the split through the training pipeline (data.pipeline), which decodes JPEGs "
+               "with TensorFlow at a reduced DCT scale when that still covers the model's size "
+               "and rounds the photo to uint8 (`inputs` measures each part)"}
     return out
 
 
@@ -177,9 +208,19 @@ def main(argv=None) -> int:
     r.add_argument("--model", required=True)
     r.add_argument("--prepared", required=True)
     r.add_argument("--json", type=Path, required=True)
+    i = sub.add_parser("inputs", help="where predict's and the pipeline's model inputs part")
+    i.add_argument("--prepared", required=True)
+    i.add_argument("--faces", type=int, default=16)
+    i.add_argument("--size", type=int, default=128)
     c = sub.add_parser("compare")
     c.add_argument("runs", nargs=2, type=Path)
     args = parser.parse_args(argv)
+    if args.what == "inputs":
+        from celebseg_utils.data import layout
+
+        ids = layout.read_split(args.prepared, "test")[: args.faces]
+        print(json.dumps(input_parts(Path(args.prepared), ids, args.size), indent=2))
+        return 0
     if args.what == "compare":
         for path in args.runs:
             if not path.is_file():
