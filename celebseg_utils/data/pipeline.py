@@ -171,7 +171,7 @@ def make_dataset(prepared_dir, split: str, image_size: int = 512, batch_size: in
 
     images float32 (B,S,S,3) in 0..255; labels int32 (B,S,S,1) (``encoding="int"``) or
     float32 one-hot (B,S,S,19); weights float32 (B,S,S): ``"per_image"`` (see
-    ``stats.per_image_pixel_weights``) or a class-weight scheme of the train split's
+    ``weight_maps.per_image_pixel_weights``) or a class-weight scheme of the train split's
     ``stats.json`` (computed when missing) looked up per pixel. ``batch_size`` is the global
     batch under ``tf.distribute``. Photos and labels come from TFRecord shards when
     ``PREP/tfrecords`` has them for ``split``.
