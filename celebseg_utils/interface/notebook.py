@@ -178,7 +178,9 @@ def split_size(prepared, split: str = "test") -> int:
     """
     from celebseg_utils.data import layout
 
-    return len(layout.read_split(prepared, split)) if layout.split_path(prepared, split).is_file() else 0
+    if not layout.split_path(prepared, split).is_file():
+        return 0
+    return len(layout.read_split(prepared, split))
 
 
 def ensure_runs(names: Sequence[str], prepared, root: Path | str | None = None,
@@ -326,8 +328,8 @@ def prepare_summary(summary: dict) -> Markdown:
                f"`{_shown_path(Path(summary['out']) / 'problems.txt')}`.")
     return Markdown(f"Prepared **{summary['num_images']:,}** label maps"
                     + (f" of {size}×{size} px" if size else "")
-                    + f" in `{_shown_path(summary['out'])}` in {format_duration(summary['seconds'])} "
-                    f"({made}). Splits: {splits}. {trouble}")
+                    + f" in `{_shown_path(summary['out'])}` in "
+                    f"{format_duration(summary['seconds'])} ({made}). Splits: {splits}. {trouble}")
 
 
 def frequency_table(stats: dict) -> Markdown:
