@@ -302,3 +302,10 @@ def test_the_shared_real_data_is_reached_through_conftest_only():
                  if p.name not in ("conftest.py", "test_architecture.py")
                  and ('"shared"' in p.read_text() or "'shared'" in p.read_text())]
     assert offenders == []
+
+
+def test_absent_shared_data_skips_saying_where_it_looked():
+    from conftest import SHARED_DATA, shared_data
+
+    with pytest.raises(pytest.skip.Exception, match=f"no {SHARED_DATA}/no_such_set/probe.png"):
+        shared_data("no_such_set", "probe.png")
