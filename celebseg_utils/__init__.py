@@ -1,6 +1,6 @@
 """celebseg_utils: face parsing on CelebAMask-HQ with DeepLabV3+ in Keras.
 
-The rooms (see the README's Architecture section): ``labels``, ``errors`` and ``fileio`` are
+The rooms (see docs/architecture.md): ``labels``, ``errors`` and ``fileio`` are
 the ground floor; ``visualization`` < ``data`` < ``models`` < ``engine`` < ``interface``
 each import only their own and lower rooms; ``cli`` and ``demo`` sit on top.
 

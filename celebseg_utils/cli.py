@@ -4,9 +4,10 @@
 builder, its handler). Every command follows one pattern: its options and its run live in
 the module that owns it, as ``add_<command>_arguments(parser)`` and ``run_<command>(args) ->
 int``, and the builder and handler here import that module inside themselves, when that
-command is asked for, so ``celebseg --help`` stays fast (no TensorFlow import). ``train`` and
-``prepare`` are owned by ``engine/train_cli.py`` and ``data/prepare_cli.py``: importing
-``engine.train`` loads Keras, and ``prepare`` spans two modules (``prepare`` and ``fused``).
+command is asked for, so ``celebseg --help`` stays fast (no TensorFlow import). A command
+whose work spans modules has its own ``*_cli.py``: ``train`` (``engine/train_cli.py``;
+importing ``engine.train`` loads Keras), ``prepare`` (``prepare`` and ``fused``), ``stats``
+(the counts and the figure), ``evaluate`` and ``compare`` (``engine/evaluate_cli.py``).
 
 A :class:`~celebseg_utils.errors.CelebsegError` (bad user input) becomes a one-line
 ``error: ...`` on stderr and exit status 2; argparse usage errors also exit 2.
@@ -77,12 +78,12 @@ def prepare_handler(args):
 
 
 def stats_parser(parser):
-    from celebseg_utils.data.stats import add_stats_arguments
+    from celebseg_utils.data.stats_cli import add_stats_arguments
     add_stats_arguments(parser)
 
 
 def stats_handler(args):
-    from celebseg_utils.data.stats import run_stats
+    from celebseg_utils.data.stats_cli import run_stats
     return run_stats(args)
 
 
@@ -97,12 +98,12 @@ def train_handler(args):
 
 
 def evaluate_parser(parser):
-    from celebseg_utils.engine.evaluate import add_evaluate_arguments
+    from celebseg_utils.engine.evaluate_cli import add_evaluate_arguments
     add_evaluate_arguments(parser)
 
 
 def evaluate_handler(args):
-    from celebseg_utils.engine.evaluate import run_evaluate
+    from celebseg_utils.engine.evaluate_cli import run_evaluate
     return run_evaluate(args)
 
 
@@ -117,12 +118,12 @@ def study_handler(args):
 
 
 def compare_parser(parser):
-    from celebseg_utils.engine.evaluate import add_compare_arguments
+    from celebseg_utils.engine.evaluate_cli import add_compare_arguments
     add_compare_arguments(parser)
 
 
 def compare_handler(args):
-    from celebseg_utils.engine.evaluate import run_compare
+    from celebseg_utils.engine.evaluate_cli import run_compare
     return run_compare(args)
 
 

@@ -1,7 +1,8 @@
 """The embedded default: the whole pipeline on synthetic faces, on CPU, in minutes.
 
-``celebseg demo`` runs synth -> prepare -> stats -> train -> evaluate -> figures and prints a
-summary table; ``OUT/results.json`` has the schema of ``celebseg evaluate``.
+``celebseg demo`` runs synth -> prepare -> stats -> train -> evaluate -> figures and prints
+the evaluation's table (:func:`~celebseg_utils.engine.results.results_table`);
+``OUT/results.json`` has the schema of ``celebseg evaluate``.
 :func:`smoke_workspace` is the small shared dataset the notebooks use with ``SMOKE = True``.
 
 >>> from celebseg_utils.demo import smoke_workspace
@@ -49,9 +50,8 @@ def smoke_workspace(root, count: int = 48, image_size: int = 64, seed: int = 0,
     return {"data_root": data_root, "prepared": prepared}
 
 
-#: What the demo trains: the cpu-demo preset plus the loss and schedule that learn fastest
-#: from scratch on this CPU (measured; see docs/demo.md).
-DEMO_OVERRIDES = ()
+# What the demo trains is the cpu-demo preset (engine.config.PRESETS): the loss and schedule
+# that learn fastest from scratch on this CPU live there (measured; docs/demo.md).
 DEMO_COUNT = 400
 DEMO_IMAGE_SIZE = 128
 
@@ -70,8 +70,10 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
 
     from celebseg_utils.engine.config import resolve_config
     from celebseg_utils.engine.evaluate import evaluate_model
+    from celebseg_utils.engine.results import results_table
     from celebseg_utils.fileio import atomic_write_json
-    from celebseg_utils.data.stats import compute_stats, plot_class_frequency
+    from celebseg_utils.data.stats import compute_stats
+    from celebseg_utils.visualization.plots import plot_class_frequency
     from celebseg_utils.engine.train import train
 
     out = Path(out)
@@ -96,7 +98,7 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
     step("stats")
     print("[3/5] training DeepLabV3+ MobileNetV3-Large on CPU")
     sets = [f"data.prepared={ws['prepared']}", f"run_dir={out / 'run'}", f"image_size={image_size}",
-            f"seed={seed}", *DEMO_OVERRIDES, *overrides]
+            f"seed={seed}", *overrides]
     if epochs is not None:
         sets.append(f"epochs={epochs}")
     config = resolve_config(preset="cpu-demo", overrides=sets)
@@ -121,27 +123,9 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
                                    "seconds": timings, "total_seconds": round(time.time() - began, 1),
                                    "config": str(Path(summary["run_dir"]) / "config.yaml")}}
     atomic_write_json(out / "results.json", results)
-    print(summary_table(results))
+    print(results_table(results))
     print(f"results: {out / 'results.json'}\nfigures: {figures}")
     return results
-
-
-def summary_table(results: dict) -> str:
-    """A Markdown table of per-class IoU/F1 and the headline scores of a results dict."""
-    from celebseg_utils import labels as L
-
-    lines = ["| class | IoU | F1 |", "|---|---:|---:|"]
-    for name, row in results["per_class"].items():
-        rare = " (rare)" if name in L.RARE_CLASSES else ""
-        lines.append(f"| {name}{rare} | {_fmt(row.get('iou'))} | {_fmt(row.get('f1'))} |")
-    lines.append(f"| **mIoU (19 classes)** | **{_fmt(results['miou'])}** | |")
-    lines.append(f"| **mean F1 (18 facial)** | | **{_fmt(results['mean_f1'])}** |")
-    lines.append(f"| pixel accuracy | {_fmt(results['pixel_accuracy'])} | |")
-    return "\n".join(lines)
-
-
-def _fmt(value) -> str:
-    return "n/a" if value is None or value != value else f"{value:.3f}"
 
 
 def _prediction_grid(model, prepared, image_size: int, path, rows: int = 4) -> None:

@@ -41,6 +41,7 @@ from PIL import Image
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from celebseg_utils.data import layout  # noqa: E402
 from celebseg_utils.face import align as A  # noqa: E402
 from celebseg_utils.face.detect import FaceDetector  # noqa: E402
 from celebseg_utils.engine.inference import (  # noqa: E402
@@ -54,7 +55,7 @@ def test_faces(prepared: Path) -> list[tuple[int, Path, Path]]:
     for line in (prepared / "names.tsv").read_text().splitlines()[1:]:
         k, photo, label = line.split("\t")
         names[int(k)] = (Path(photo), Path(label))
-    ids = [int(x) for x in (prepared / "splits" / "test.txt").read_text().split()]
+    ids = layout.read_split(prepared, "test")
     return [(k, *names[k]) for k in ids]
 
 

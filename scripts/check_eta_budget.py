@@ -31,7 +31,7 @@ import time
 from pathlib import Path
 
 REPO = Path(__file__).resolve().parents[1]
-ETA = re.compile(r"ETA (?:(\d+) h (\d+) min|(\d+) min (\d+) s|(\d+) s)")
+ETA = re.compile(r"ETA (?:(\d+) h (\d+) min|(\d+) min (\d+) s|(\d+(?:\.\d)?) s)")
 
 
 def parse_eta(line: str) -> float | None:
@@ -39,6 +39,8 @@ def parse_eta(line: str) -> float | None:
 
     >>> parse_eta("2 epochs x 20 steps: ETA 3 min 05 s at 9.1 img/s"), parse_eta("ETA 1 h 02 min")
     (185.0, 3720.0)
+    >>> parse_eta("ETA 4.5 s at 2.0 img/s")
+    4.5
     """
     m = ETA.search(line)
     if not m:

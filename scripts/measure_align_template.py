@@ -25,6 +25,7 @@ import numpy as np
 REPO = Path(__file__).resolve().parents[1]
 sys.path.insert(0, str(REPO))
 
+from celebseg_utils.data import layout  # noqa: E402
 from celebseg_utils.face.detect import LANDMARKS, FaceDetector  # noqa: E402
 from celebseg_utils.engine.predict import read_image  # noqa: E402
 
@@ -37,7 +38,7 @@ def train_photos(prepared: Path) -> list[tuple[int, Path]]:
     for line in (prepared / "names.tsv").read_text().splitlines()[1:]:
         k, photo, _ = line.split("\t")
         names[int(k)] = Path(photo)
-    ids = [int(x) for x in (prepared / "splits" / "train.txt").read_text().split()]
+    ids = layout.read_split(prepared, "train")
     return [(k, names[k]) for k in ids]
 
 

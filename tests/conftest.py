@@ -10,15 +10,31 @@ import pytest
 os.environ.setdefault("TF_CPP_MIN_LOG_LEVEL", "2")
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
-REAL_SAMPLES = REPO_ROOT.parent / "shared" / "data" / "celebamask_hq_samples"
+#: Real data kept beside the checkout, never committed: ``../shared/data``.
+SHARED_DATA = REPO_ROOT.parent / "shared" / "data"
+
+
+def shared_data(name: str, probe: str) -> Path:
+    """``../shared/data/<name>`` when ``probe`` (a file in it) is there; else the test is
+    skipped, with a reason that says where the data was looked for. The one way tests
+    reach the shared real data: the fixtures below."""
+    folder = SHARED_DATA / name
+    if not (folder / probe).is_file():
+        pytest.skip(f"real data not found: no {folder / probe} (the real data lives in "
+                    f"../shared/data beside the checkout)")
+    return folder
 
 
 @pytest.fixture(scope="session")
 def real_samples_dir() -> Path:
     """The two real CelebAMask-HQ samples (N.jpg photo, N.png fused label map)."""
-    if not (REAL_SAMPLES / "0.png").exists():
-        pytest.skip(f"real samples not found at {REAL_SAMPLES} (they live in ../shared/data)")
-    return REAL_SAMPLES
+    return shared_data("celebamask_hq_samples", "0.png")
+
+
+@pytest.fixture(scope="session")
+def real_mini_dir() -> Path:
+    """The 4,000 real faces: ``images/<k>.jpg`` and palette ``labels/<k>.png``."""
+    return shared_data("celebamask_hq_mini", "labels/0.png")
 
 
 @pytest.fixture(scope="session")

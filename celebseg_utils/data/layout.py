@@ -16,6 +16,10 @@ Prepared (written by ``celebseg prepare``)::
     PREP/tfrecords/<split>-NNNNN-of-MMMMM.tfrecord
     PREP/stats.json            written by ``celebseg stats``
 
+A prepared folder may also be a ``gs://`` URL: :func:`read_prepare_info` and
+:func:`read_split` read both (through :mod:`~celebseg_utils.data.storage`), and they are the
+only readers of ``prepare.json`` and the split files.
+
 >>> from pathlib import Path
 >>> mask_path(Path("/d"), 4001, "hair").as_posix()
 '/d/CelebAMask-HQ-mask-anno/2/04001_hair.png'
@@ -23,9 +27,11 @@ Prepared (written by ``celebseg prepare``)::
 
 from __future__ import annotations
 
+import hashlib
 import json
 from pathlib import Path
 
+from celebseg_utils.data import storage
 from celebseg_utils.errors import CelebsegError
 
 IMAGE_DIR = "CelebA-HQ-img"
@@ -71,8 +77,16 @@ def stats_path(prepared: Path) -> Path:
     return Path(prepared) / "stats.json"
 
 
-def read_prepare_info(prepared: Path) -> dict:
-    """The ``prepare.json`` of a prepared folder; a clear error when it is not one."""
+def read_prepare_info(prepared) -> dict:
+    """The ``prepare.json`` of a local or ``gs://`` prepared folder; a clear error when it
+    is not one."""
+    if storage.is_remote(prepared):
+        path = storage.join(prepared, "prepare.json")
+        try:
+            return json.loads(storage.read_bytes(path))
+        except Exception as exc:  # noqa: BLE001 - NotFoundError, permission errors
+            raise CelebsegError(f"cannot read {path}: is {prepared} a prepared folder (`celebseg "
+                                f"prepare --out ...`)? ({exc})") from None
     path = info_path(prepared)
     if not path.exists():
         raise CelebsegError(
@@ -88,18 +102,45 @@ def read_prepare_info(prepared: Path) -> dict:
     return info
 
 
-def read_split(prepared: Path, split: str) -> list[int]:
-    """Image ids of one split of a prepared folder."""
+def read_split(prepared, split: str) -> list[int]:
+    """Image ids of one split of a local or ``gs://`` prepared folder: the one reader of
+    ``splits/<split>.txt``.
+
+    >>> import tempfile, pathlib
+    >>> prep = pathlib.Path(tempfile.mkdtemp()); (prep / "splits").mkdir()
+    >>> _ = (prep / "splits" / "test.txt").write_text("4\\n9\\n")
+    >>> read_split(prep, "test")
+    [4, 9]
+    """
     if split not in SPLITS:
         raise CelebsegError(f"unknown split {split!r}; use one of {', '.join(SPLITS)}")
-    path = split_path(prepared, split)
-    if not path.exists():
-        raise CelebsegError(f"missing {path}: run `celebseg prepare` on this folder first")
+    if storage.is_remote(prepared):
+        path = storage.join(prepared, "splits", f"{split}.txt")
+        try:
+            data = storage.read_bytes(path)
+        except Exception:  # noqa: BLE001 - NotFoundError or a permission error
+            raise CelebsegError(f"cannot read split file {path}: is {prepared} a prepared "
+                                f"folder (`celebseg prepare --out ...`)?") from None
+    else:
+        path = split_path(prepared, split)
+        if not path.exists():
+            raise CelebsegError(f"missing {path}: run `celebseg prepare` on this folder first")
+        data = path.read_bytes()
     try:
-        return [int(line) for line in path.read_text(encoding="utf-8").split()]
+        return [int(line) for line in data.decode("utf-8").split()]
     except (ValueError, UnicodeDecodeError):
         raise CelebsegError(f"damaged {path} (not one image id per line): re-run "
                             f"`celebseg prepare` on this folder") from None
+
+
+def split_fingerprint(ids) -> str:
+    """A short hash of a split's ids in order: what ``stats.json`` and the shards' index
+    record, so that a changed split file is noticed.
+
+    >>> split_fingerprint([3, 1, 2])
+    'fb70c762b4404a8c'
+    """
+    return hashlib.sha1(" ".join(map(str, ids)).encode()).hexdigest()[:16]
 
 
 def photo_path(prepared: Path, k: int, info: dict | None = None) -> Path:

@@ -40,6 +40,8 @@ from celebseg_utils import tf_startup
 from celebseg_utils.data import layout
 from celebseg_utils.data import stats as S
 from celebseg_utils.data import shards as T
+from celebseg_utils.data import storage
+from celebseg_utils.data import weight_maps as W
 from celebseg_utils.errors import CelebsegError
 
 ENCODINGS = ("int", "onehot")
@@ -110,7 +112,7 @@ def process_example(photo_bytes, label_bytes, index, *, size: int, augment: bool
     return _resize_photo(photo, size), A.resize_label(label, size)
 
 
-_per_image_weights = tf.function(S.per_image_pixel_weights_tf, jit_compile=True)
+_per_image_weights = tf.function(W.per_image_pixel_weights_tf, jit_compile=True)
 
 
 def finish_batch(images, labels, *, encoding: str = "int", weights: str | None = None,
@@ -124,7 +126,7 @@ def finish_batch(images, labels, *, encoding: str = "int", weights: str | None =
         return out
     if weights == "per_image":
         return out + (_per_image_weights(ints),)
-    return out + (S.class_weight_map_tf(ints, class_weights),)
+    return out + (W.class_weight_map_tf(ints, class_weights),)
 
 
 def _check_args(split, image_size, batch_size, encoding, sample_weights):
@@ -143,9 +145,9 @@ def _check_args(split, image_size, batch_size, encoding, sample_weights):
 
 def _file_source(prepared: str, info: dict, ids: list[int]):
     root = info["data_root"]
-    labels = [S._join(prepared, "labels", f"{k}.png") for k in ids]
+    labels = [storage.join(prepared, "labels", f"{k}.png") for k in ids]
     if "://" in prepared or "://" in str(root):
-        photos = [S._join(root, layout.IMAGE_DIR, f"{k}.jpg") for k in ids]
+        photos = [storage.join(root, layout.IMAGE_DIR, f"{k}.jpg") for k in ids]
     else:
         photos = [str(layout.image_path(root, k)) for k in ids]
         # A missing file would otherwise stop training mid-epoch with a TensorFlow
@@ -169,7 +171,7 @@ def make_dataset(prepared_dir, split: str, image_size: int = 512, batch_size: in
 
     images float32 (B,S,S,3) in 0..255; labels int32 (B,S,S,1) (``encoding="int"``) or
     float32 one-hot (B,S,S,19); weights float32 (B,S,S): ``"per_image"`` (see
-    ``stats.per_image_pixel_weights``) or a class-weight scheme of the train split's
+    ``weight_maps.per_image_pixel_weights``) or a class-weight scheme of the train split's
     ``stats.json`` (computed when missing) looked up per pixel. ``batch_size`` is the global
     batch under ``tf.distribute``. Photos and labels come from TFRecord shards when
     ``PREP/tfrecords`` has them for ``split``.
@@ -195,8 +197,8 @@ def make_dataset(prepared_dir, split: str, image_size: int = 512, batch_size: in
     # whichever notebook cell first reads a batch.
     tf_startup.spend_xla_announcement()
     prepared = str(prepared_dir)
-    info = S.prepared_info(prepared)
-    ids = S.split_ids(prepared, split)
+    info = layout.read_prepare_info(prepared)
+    ids = layout.read_split(prepared, split)
     if not ids:
         raise CelebsegError(f"split {split!r} of {prepared} has no images; pick another split")
     class_weights = None

@@ -30,8 +30,7 @@ import os
 import sys
 from pathlib import Path
 
-from celebseg_utils.data import layout
-from celebseg_utils.data import stats as S
+from celebseg_utils.data import layout, storage
 from celebseg_utils.errors import CelebsegError
 
 FORMAT = 1
@@ -144,7 +143,7 @@ def write_tfrecord_shards(prepared_dir, image_size="label", images_per_shard: in
                     if stale.name not in names:
                         stale.unlink()
                 summary[split] = {"images": len(ids), "shards": count,
-                                  "fingerprint": S._fingerprint(ids)}
+                                  "fingerprint": layout.split_fingerprint(ids)}
     except FileNotFoundError as exc:
         raise CelebsegError(f"missing {exc.filename}: the photos stay in the raw data root "
                             f"{info['data_root']}; restore it or re-run `celebseg prepare`") from None
@@ -162,7 +161,7 @@ def read_info(prepared_dir) -> dict | None:
     try:
         import json
 
-        return json.loads(S.read_bytes(S._join(prepared_dir, "tfrecords", INFO_NAME)))
+        return json.loads(storage.read_bytes(storage.join(prepared_dir, "tfrecords", INFO_NAME)))
     except Exception:  # noqa: BLE001 - not there (any filesystem): no shards
         return None
 
@@ -177,12 +176,12 @@ def shard_files(prepared_dir, split: str, ids: list[int] | None = None) -> list[
     if not info or split not in info.get("splits", {}):
         return None
     entry = info["splits"][split]
-    ids = S.split_ids(prepared_dir, split) if ids is None else ids
-    base = S._join(prepared_dir, "tfrecords")
+    ids = layout.read_split(prepared_dir, split) if ids is None else ids
+    base = storage.join(prepared_dir, "tfrecords")
     fix = (f"re-run `celebseg prepare --tfrecords` or delete {base} to read the PNGs")
-    if entry["fingerprint"] != S._fingerprint(ids):
+    if entry["fingerprint"] != layout.split_fingerprint(ids):
         raise CelebsegError(f"the {split} shards in {base} do not match splits/{split}.txt: {fix}")
-    files = [S._join(base, shard_name(split, i, entry["shards"])) for i in range(entry["shards"])]
+    files = [storage.join(base, shard_name(split, i, entry["shards"])) for i in range(entry["shards"])]
     import tensorflow as tf
 
     missing = [f for f in files if not tf.io.gfile.exists(f)]

@@ -34,6 +34,7 @@ import math
 from dataclasses import dataclass
 
 from celebseg_utils.errors import CelebsegError
+from celebseg_utils.text import format_duration
 
 #: Planned runs aim to end this fraction before the budget (timing noise, saves).
 SAFETY_MARGIN = 0.04
@@ -128,7 +129,7 @@ def plan_run(budget_s: float, spent_s: float, costs: Costs, epochs_max: int, ste
     Plan(epochs=2, steps_per_epoch=100, expected_s=214.0, full=True)
     >>> plan_run(15, 5, c, epochs_max=2, steps_max=100)
     Traceback (most recent call last):
-    celebseg_utils.errors.CelebsegError: a time budget of 15 s leaves no time to train (probe and compilation 5 s, test evaluation and final save 10 s, one epoch of one step 3 s); give at least 19 s
+    celebseg_utils.errors.CelebsegError: a time budget of 15 s leaves no time to train (probe and compilation 5.0 s, test evaluation and final save 10 s, one epoch of one step 3.0 s); give at least 19 s
     """
     if costs.step_s <= 0:
         raise CelebsegError(f"a measured step time must be positive, got {costs.step_s}")
@@ -157,18 +158,3 @@ def plan_run(budget_s: float, spent_s: float, costs: Costs, epochs_max: int, ste
         epochs = max(1, min(epochs_max, int(available // (steps * costs.step_s + fixed))))
     expected = spent_s + eta_seconds(epochs * steps, epochs, costs)
     return Plan(epochs, steps, expected, False)
-
-
-def format_duration(seconds: float) -> str:
-    """``"7 h 40 min"``, ``"12 min 05 s"``, ``"45 s"`` (hours and minutes from an hour on).
-
-    >>> format_duration(45.4), format_duration(725), format_duration(3 * 3600 + 59.9)
-    ('45 s', '12 min 05 s', '3 h 01 min')
-    """
-    seconds = max(0, int(round(seconds)))
-    if seconds < 60:
-        return f"{seconds} s"
-    if seconds < 3600:
-        return f"{seconds // 60} min {seconds % 60:02d} s"
-    minutes = int(round(seconds / 60))
-    return f"{minutes // 60} h {minutes % 60:02d} min"

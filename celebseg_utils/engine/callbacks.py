@@ -32,6 +32,7 @@ from pathlib import Path
 import keras
 
 from celebseg_utils.errors import CelebsegError
+from celebseg_utils.text import format_duration
 from celebseg_utils.fileio import (atomic_path, atomic_write_json, atomic_write_text,
                                     naming_write_errors, temporary_beside)
 
@@ -388,7 +389,7 @@ class EtaReporter(keras.callbacks.Callback):
         self.first_eta_s = self._eta()
         rate = self.batch_size / self.costs.step_s
         self.say(f"{self.epochs} epochs x {self.steps} steps: ETA "
-                 f"{_fmt(self.first_eta_s)} at {rate:.1f} img/s (validation, saves and the end "
+                 f"{format_duration(self.first_eta_s)} at {rate:.1f} img/s (validation, saves and the end "
                  f"included)")
 
     def on_test_begin(self, logs=None):
@@ -417,13 +418,7 @@ class EtaReporter(keras.callbacks.Callback):
             return
         if self.epochs_left > 0 and self.costs.step_s > 0:
             self.say(f"epoch {epoch + 1}/{self.epochs} done: {self.epochs_left} to go, ETA "
-                     f"{_fmt(self._eta())} at {self.batch_size / self.costs.step_s:.1f} img/s")
-
-
-def _fmt(seconds: float) -> str:
-    from celebseg_utils.engine.budget import format_duration
-
-    return format_duration(seconds)
+                     f"{format_duration(self._eta())} at {self.batch_size / self.costs.step_s:.1f} img/s")
 
 
 class CurvePoints(keras.callbacks.Callback):

@@ -161,8 +161,7 @@ def _ids_to_score(prepared, split: str, protocols, batch_size: int, ids) -> list
         raise CelebsegError(f"{prepared}: the label-size protocol reads label PNGs from a local "
                             f"prepared folder")
     if ids is None:
-        ids = (_read_remote_split(prepared_text, split) if "://" in prepared_text
-               else layout.read_split(Path(prepared), split))
+        ids = layout.read_split(prepared, split)
     ids = list(ids)
     if not ids:
         raise CelebsegError(f"the {split} split of {prepared} is empty: nothing to evaluate")
@@ -197,17 +196,6 @@ def _add_image(counts: dict, row: int, k: int, protocol: str, prepared, logits, 
         diag, m.sum(axis=0) - diag, m.sum(axis=1) - diag)
     if keep:
         counts["kept"][k] = pred.astype(np.uint8)
-
-
-def _read_remote_split(prepared: str, split: str) -> list[int]:
-    import tensorflow as tf  # tf.io.gfile reads gs://
-
-    path = f"{prepared.rstrip('/')}/splits/{split}.txt"
-    try:
-        with tf.io.gfile.GFile(path, "r") as fh:
-            return [int(k) for k in fh.read().split()]
-    except Exception:  # noqa: BLE001 - NotFoundError or a permission error
-        raise CelebsegError(f"cannot read split file {path}") from None
 
 
 def _upsampled_argmax(logits: np.ndarray, shape) -> np.ndarray:

@@ -113,21 +113,14 @@ def load_trained_model(path, compile: bool = False) -> keras.Model:
 
 # --------------------------------------------------------------------------- helpers
 
-def _read_text(path: str) -> str:
-    import tensorflow as tf  # tf.io.gfile reads gs:// as well as local files
-
-    with tf.io.gfile.GFile(path, "r") as f:
-        return f.read()
-
-
 def _split_size(prepared: str, split: str) -> int:
-    path = f"{prepared.rstrip('/')}/splits/{split}.txt"
+    from celebseg_utils.data import layout
+
     try:
-        return len(_read_text(path).split())
-    except Exception:  # noqa: BLE001 - NotFoundError or a gs:// permission error
-        raise CelebsegError(f"cannot read split file {path}: set data.prepared to a folder "
-                            f"written by `celebseg prepare`, and data.train_split/val_split "
-                            f"to one of train, val, test") from None
+        return len(layout.read_split(prepared, split))
+    except CelebsegError as exc:  # the config names the folder and the splits: say which to fix
+        raise CelebsegError(f"{exc}; set data.prepared to a folder written by `celebseg prepare`, "
+                            f"and data.train_split/val_split to one of train, val, test") from None
 
 
 def _class_weights(config: TrainConfig, prepared: str):

@@ -20,6 +20,7 @@ from pathlib import Path
 from typing import Mapping, Sequence
 
 from celebseg_utils.models.recipes import RECIPES
+from celebseg_utils.text import format_duration
 
 #: GitHub ``owner/name`` of the project; the badges and the install command point here.
 REPOSITORY = "celebseg/celebseg"
@@ -175,8 +176,11 @@ def split_size(prepared, split: str = "test") -> int:
     >>> split_size("/nonexistent", "test")
     0
     """
-    path = Path(prepared) / "splits" / f"{split}.txt"
-    return len(path.read_text().split()) if path.is_file() else 0
+    from celebseg_utils.data import layout
+
+    if not layout.split_path(prepared, split).is_file():
+        return 0
+    return len(layout.read_split(prepared, split))
 
 
 def ensure_runs(names: Sequence[str], prepared, root: Path | str | None = None,
@@ -289,22 +293,6 @@ def _ratio(big: str, small: str) -> str:
     return _sig(value)
 
 
-def _duration(seconds: float) -> str:
-    """Seconds as a reader says them: ``0.207`` -> ``"0.2 s"``, ``754`` -> ``"12 min 34 s"``.
-
-    >>> [_duration(s) for s in (0.2069, 42.4, 754.0, 7384.0)]
-    ['0.2 s', '42 s', '12 min 34 s', '2 h 03 min']
-    """
-    if seconds < 10:
-        return f"{seconds:.1f} s"
-    whole = int(round(seconds))
-    if whole < 60:
-        return f"{whole} s"
-    if whole < 3600:
-        return f"{whole // 60} min {whole % 60:02d} s"
-    return f"{whole // 3600} h {whole % 3600 // 60:02d} min"
-
-
 def _shown_path(path) -> str:
     """``path`` as the notebook's user wrote it: relative to the working folder when inside
     it, ``~/...`` when under the home folder, so no output shows a machine's absolute path."""
@@ -340,8 +328,8 @@ def prepare_summary(summary: dict) -> Markdown:
                f"`{_shown_path(Path(summary['out']) / 'problems.txt')}`.")
     return Markdown(f"Prepared **{summary['num_images']:,}** label maps"
                     + (f" of {size}×{size} px" if size else "")
-                    + f" in `{_shown_path(summary['out'])}` in {_duration(summary['seconds'])} "
-                    f"({made}). Splits: {splits}. {trouble}")
+                    + f" in `{_shown_path(summary['out'])}` in "
+                    f"{format_duration(summary['seconds'])} ({made}). Splits: {splits}. {trouble}")
 
 
 def frequency_table(stats: dict) -> Markdown:
@@ -418,10 +406,10 @@ def comparison_summary(results: dict, baseline: str | None = None) -> Markdown:
     """What the numbers of these runs say, in sentences: the best run overall, and for each
     rare class the best run and its gain in F1 (and recall) over ``baseline`` (default: the
     first run). Each mIoU / mean F1 says how many classes that run averaged, as in
-    :func:`celebseg_utils.engine.evaluate.averaged_label`: "mIoU (19 classes)", or
+    :func:`celebseg_utils.engine.results.averaged_label`: "mIoU (19 classes)", or
     "mIoU (17 of 19 classes)" when two classes had no score."""
     from celebseg_utils import labels as L
-    from celebseg_utils.engine.evaluate import averaged_label
+    from celebseg_utils.engine.results import averaged_label
 
     runs = list(results)
     baseline = baseline or runs[0]

@@ -251,12 +251,12 @@ def plot_weight_maps(prepared, stats: dict, image_id: int | None = None, split: 
 
     plt = _pyplot()
 
-    from celebseg_utils.data import stats as S
+    from celebseg_utils.data import weight_maps as W
 
     k = pick_example(prepared, split) if image_id is None else int(image_id)
     label = read_label(prepared, k)
-    maps = [(f"{scheme} weight per pixel", S.class_weight_map(label, stats["class_weights"][scheme])),
-            ("per-image weight per pixel", S.per_image_pixel_weights(label))]
+    maps = [(f"{scheme} weight per pixel", W.class_weight_map(label, stats["class_weights"][scheme])),
+            ("per-image weight per pixel", W.per_image_pixel_weights(label))]
     # Constrained layout gives the legend and the colourbars margins of their own and keeps
     # the three pictures the same size (tight_layout let each colourbar shrink its picture).
     fig, pictures = plt.subplots(1, 3, figsize=(12, 3.1), layout="constrained")

@@ -149,7 +149,12 @@ def _stride_levels(model, image_size: int) -> dict[str, str]:
     return found
 
 
-def _is_preset_dir(weights) -> bool:
+def is_preset_dir(weights) -> bool:
+    """Whether ``weights`` names a local preset folder (not None, not ``"imagenet"``).
+
+    >>> is_preset_dir("presets/resnet50"), is_preset_dir("imagenet"), is_preset_dir(None)
+    (True, False, False)
+    """
     return weights is not None and weights != "imagenet"
 
 
@@ -220,7 +225,7 @@ def _build_random(backbone, library, shape):
 
 
 def _load_preset(backbone, library, weights, shape):
-    if _is_preset_dir(weights):
+    if is_preset_dir(weights):
         folder = Path(weights)
         if not (folder / "config.json").is_file():
             raise CelebsegError(
@@ -234,7 +239,7 @@ def _load_preset(backbone, library, weights, shape):
         if library == "keras_cv":
             keras_cv = import_keras_cv()
             # The base class knows no preset names; the concrete class maps them to handles.
-            cls = (keras_cv.models.Backbone if _is_preset_dir(weights) else
+            cls = (keras_cv.models.Backbone if is_preset_dir(weights) else
                    {"resnet50_v2": keras_cv.models.ResNetV2Backbone,
                     "mobilenet_v3_large": keras_cv.models.MobileNetV3Backbone}[backbone])
             return cls.from_preset(preset, input_shape=shape)
@@ -242,7 +247,7 @@ def _load_preset(backbone, library, weights, shape):
 
         return keras_hub.models.Backbone.from_preset(preset, image_shape=shape)
     except Exception as exc:  # noqa: BLE001 - offline hub errors come in many types
-        if _is_preset_dir(weights):
+        if is_preset_dir(weights):
             raise CelebsegError(f"cannot load the backbone preset folder {weights}: {exc}. "
                                 f"Write it with `backbone.save_to_preset(folder)` using "
                                 f"library={library!r}") from exc

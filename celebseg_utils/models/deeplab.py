@@ -171,7 +171,7 @@ def _hub_image_converter(weights, backbone):
     import keras_hub
 
     if weights is not None:
-        preset = (str(weights) if bb._is_preset_dir(weights)
+        preset = (str(weights) if bb.is_preset_dir(weights)
                   else bb.IMAGENET_PRESETS[("keras_hub", backbone)])
         try:
             found = keras_hub.layers.ImageConverter.from_preset(preset, image_size=None)

@@ -14,7 +14,7 @@ computed by autodiff (``tf.GradientTape``) through the project's own losses
 exactly as Keras training does. Schemes (:data:`SCHEMES`):
 
 * ``ce``            sparse cross-entropy, unweighted (the baseline arm);
-* ``per_image``     sparse CE with :func:`stats.per_image_pixel_weights_tf` (``N / (K n_c)``
+* ``per_image``     sparse CE with :func:`weight_maps.per_image_pixel_weights_tf` (``N / (K n_c)``
   with the image's own counts, mean 1 per image: the ``pixel_weighted_ce`` arm);
 * ``per_image_raw`` sparse CE with raw ``1 / n_c`` weights, not normalised (the seed's
   literal description): the same weights up to a factor ``K / N`` per image;
@@ -76,13 +76,13 @@ def scheme_weights(labels, scheme: str):
     """
     import tensorflow as tf
 
-    from celebseg_utils.data import stats as S
+    from celebseg_utils.data import weight_maps as W
 
     if scheme not in SCHEMES:
         raise CelebsegError(f"unknown scheme {scheme!r}: use one of {', '.join(SCHEMES)}")
     labels = _int_labels(labels)
     if scheme == "per_image":
-        return S.per_image_pixel_weights_tf(labels[..., None])
+        return W.per_image_pixel_weights_tf(labels[..., None])
     if scheme == "per_image_raw":
         onehot = tf.one_hot(labels, L.NUM_CLASSES)
         counts = tf.reduce_sum(onehot, axis=(1, 2), keepdims=True)
@@ -181,9 +181,9 @@ class _Adam:
 def _load_model(model):
     if model is None or not isinstance(model, (str, Path)):
         return model
-    from celebseg_utils.engine.train import load_trained_model
+    from celebseg_utils.engine.inference import load_model
 
-    return load_trained_model(model)
+    return load_model(model)
 
 
 def gradient_share_table(prepared, model=None, batches: int = 8, batch_size: int = 8,

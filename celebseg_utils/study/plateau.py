@@ -84,10 +84,9 @@ def plot_ladder(report: dict, path=None):
     """Test mean F1 of the baseline against training steps: each rung's full run (its
     schedule ended) as a point, and each run's learning curve (checkpoints inside it, the
     learning rate not yet decayed) as a thin line; the plateau budget marked."""
-    from celebseg_utils.study.report import _pyplot
-    from celebseg_utils.visualization.viz import save_figure
+    from celebseg_utils.visualization.viz import pyplot, save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     fig, ax = plt.subplots(figsize=(7, 4.2))
     rungs = {int(b): r for b, r in report["rungs"].items()}
     for b, r in sorted(rungs.items()):

@@ -37,6 +37,7 @@ import numpy as np
 
 from celebseg_utils import labels as L
 from celebseg_utils.fileio import atomic_write_json, atomic_write_text
+from celebseg_utils.visualization.viz import pyplot
 
 FACIAL = list(L.FACIAL_CLASS_IDS)
 RARE = [L.class_id(c) for c in L.RARE_CLASSES]
@@ -395,7 +396,7 @@ def plot_learning_curves(report: dict, path=None, protocol: str = "model_size"):
     classes' F1; the line is the mean over seeds, the band the seeds' range."""
     from celebseg_utils.visualization.viz import save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     budgets = report.get("budgets") or []
     keys = ["mean_f1"] + [L.CLASS_NAMES[c] for c in RARE]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.8), sharex=True)
@@ -432,22 +433,11 @@ def plot_learning_curves(report: dict, path=None, protocol: str = "model_size"):
     return fig
 
 
-def _pyplot():
-    import matplotlib
-
-    from celebseg_utils.visualization.viz import headless_backend
-
-    headless_backend(matplotlib)
-    import matplotlib.pyplot as plt
-
-    return plt
-
-
 def plot_per_class_f1(report: dict, path=None):
     """Grouped bars: per-class F1 of every arm, error bars = std over seeds, rare classes shaded."""
     from celebseg_utils.visualization.viz import save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     arms, summary = report["arms"], report["summary"]
     fig, ax = plt.subplots(figsize=(14, 4.8))
     width = 0.8 / max(1, len(arms))
@@ -480,7 +470,7 @@ def plot_rare_precision_recall(report: dict, path=None):
     """One panel per rare class: each arm's precision against recall (± std over seeds)."""
     from celebseg_utils.visualization.viz import save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     arms, summary = report["arms"], report["summary"]
     fig, axes = plt.subplots(1, len(RARE), figsize=(4 * len(RARE), 4), sharex=True, sharey=True)
     colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]

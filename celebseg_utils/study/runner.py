@@ -107,9 +107,10 @@ def _run_one(prepared, out, arm, seed, preset, overrides, budget_minutes=None,
     import keras
 
     from celebseg_utils.data import layout
-    from celebseg_utils.engine.evaluate import write_report
+    from celebseg_utils.engine.results import write_report
     from celebseg_utils.engine.scoring import PROTOCOLS, score_split
-    from celebseg_utils.engine.train import load_trained_model, train
+    from celebseg_utils.engine.inference import load_model
+    from celebseg_utils.engine.train import train
 
     budget = [] if budget_minutes is None else [f"time_budget_minutes={budget_minutes:.3f}"]
     config = study_config(prepared, out, arm, seed, preset, [*overrides, *budget])
@@ -119,7 +120,7 @@ def _run_one(prepared, out, arm, seed, preset, overrides, budget_minutes=None,
     keras.backend.clear_session()
     # The model at the run's step budget (its learning rate decayed to the end), not the best
     # validation checkpoint: the study compares losses at a number of steps.
-    model = load_trained_model(summary["final_model"])
+    model = load_model(summary["final_model"])
     scored = score_split(model, prepared, "test", protocols=PROTOCOLS, ids=test_ids,
                          keep_ids=test_ids[:GRID_FACES])
     folder = result_dir(out, arm, seed, results_root)

@@ -1,4 +1,5 @@
-"""Figures of evaluation reports: the confusion matrix and per-class IoU/F1 bars.
+"""Figures of the reports: the confusion matrix and per-class IoU/F1 bars of an evaluation,
+and the class frequencies of a split (``celebseg stats``).
 
 >>> import numpy as np
 >>> from celebseg_utils.visualization.plots import plot_confusion_matrix
@@ -7,27 +8,22 @@
 
 from __future__ import annotations
 
+from pathlib import Path
+
 import numpy as np
 
 from celebseg_utils import labels as L
+from celebseg_utils.visualization.viz import pyplot
 
-
-def _pyplot():
-    import matplotlib
-
-    from celebseg_utils.visualization.viz import headless_backend
-
-    headless_backend(matplotlib)
-    import matplotlib.pyplot as plt
-
-    return plt
+#: Where ``celebseg stats`` writes its bar chart unless told otherwise.
+CLASS_FREQUENCY_FIGURE = Path("figures") / "class_frequency.png"
 
 
 def plot_confusion_matrix(cm, path=None):
     """Row-normalised confusion matrix (each true class's pixels sum to 1), class names on axes."""
     from celebseg_utils.visualization.viz import save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     cm = np.asarray(cm, dtype=np.float64)
     rows = cm.sum(axis=1, keepdims=True)
     norm = np.divide(cm, rows, out=np.zeros_like(cm), where=rows > 0)
@@ -56,7 +52,7 @@ def plot_per_class(runs: dict, path=None):
     """
     from celebseg_utils.visualization.viz import save_figure
 
-    plt = _pyplot()
+    plt = pyplot()
     names = list(runs)
     x = np.arange(L.NUM_CLASSES)
     width = 0.8 / max(1, len(names))
@@ -83,6 +79,44 @@ def plot_per_class(runs: dict, path=None):
         if name in L.RARE_CLASSES:
             tick.set_fontweight("bold")
     fig.tight_layout()
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def plot_class_frequency(stats: dict, path=CLASS_FREQUENCY_FIGURE):
+    """Log-scale bar chart of each class's share of the pixels (absent classes marked);
+    saved atomically to ``path`` (None: not saved). Returns the figure.
+
+    ``stats`` is what :func:`celebseg_utils.data.stats.compute_stats` returns.
+
+    >>> # plot_class_frequency(compute_stats("data/prepared"), "figures/class_frequency.png")
+    """
+    import matplotlib
+
+    if path is not None:
+        matplotlib.use("Agg", force=False)
+    import matplotlib.pyplot as plt
+
+    from celebseg_utils.visualization.viz import save_figure
+
+    freq = np.asarray(stats["frequency"], dtype=np.float64)
+    names = [L.DISPLAY_NAMES.get(n, n) for n in stats["class_names"]]
+    order = np.argsort(-freq)
+    fig, ax = plt.subplots(figsize=(8, 3.6))
+    floor = freq[freq > 0].min() / 3 if (freq > 0).any() else 1e-6
+    shown = np.where(freq[order] > 0, freq[order], np.nan)
+    ax.bar(range(len(order)), shown, color=L.PALETTE[order] / 255.0, edgecolor="0.3", linewidth=0.5)
+    for x, i in enumerate(order):
+        if freq[i] == 0:
+            ax.text(x, floor, "absent", rotation=90, ha="center", va="bottom", fontsize=7)
+    ax.set_yscale("log")
+    ax.set_ylim(bottom=floor)
+    ax.set_xticks(range(len(order)), [names[i] for i in order], rotation=60, ha="right", fontsize=8)
+    ax.set_ylabel("share of pixels (log)")
+    ax.set_title(f"Class frequency, {stats.get('split', 'train')} split "
+                 f"({stats['num_images']} images)")
+    ax.grid(axis="y", which="major", alpha=0.3)
     if path is not None:
         save_figure(fig, path)
     return fig

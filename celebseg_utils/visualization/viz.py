@@ -315,3 +315,18 @@ def headless_backend(matplotlib) -> None:
 
     if "matplotlib.pyplot" not in sys.modules:
         matplotlib.use("Agg", force=False)
+
+
+def pyplot():
+    """``matplotlib.pyplot`` for a figure that is saved to a file: Agg when nothing chose a
+    backend yet (:func:`headless_backend`), a notebook's inline backend kept.
+
+    >>> pyplot().__name__
+    'matplotlib.pyplot'
+    """
+    import matplotlib
+
+    headless_backend(matplotlib)
+    import matplotlib.pyplot as plt
+
+    return plt

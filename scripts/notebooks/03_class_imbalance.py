@@ -39,6 +39,7 @@ the result in `PREPARED_DIR/stats.json`, which training reads for the class weig
 """),
         code("""
 from celebseg_utils.data import stats as S
+from celebseg_utils.visualization.plots import plot_class_frequency
 
 stats = S.compute_stats(PREPARED_DIR, split=SPLIT)
 print(f"{stats['num_images']} images in the {SPLIT} split")
@@ -49,7 +50,7 @@ print(f"{stats['num_images']} images in the {SPLIT} split")
 The bars use a log scale: a linear one would show three classes and 16 slivers.
 """),
         code("""
-S.plot_class_frequency(stats, path=None);
+plot_class_frequency(stats, path=None);
 """),
         md("""
 ## How often each class appears

@@ -75,9 +75,9 @@ facial classes (each saying how many classes it averaged) and pixel accuracy; a 
 table gives the rare classes' precision and recall, where the losses differ most.
 """),
         code("""
-from celebseg_utils.engine import evaluate
+from celebseg_utils.engine import compare
 
-comparison = evaluate.compare_runs(run_dirs)
+comparison = compare.compare_runs(run_dirs)
 notebook.Markdown(comparison["table"])
 """),
         md("""

@@ -96,10 +96,11 @@ face-parsing number), and pixel accuracy.
 """),
             code("""
 from celebseg_utils.engine import evaluate
+from celebseg_utils.engine.results import results_table
 
 results = evaluate.evaluate_model(result["best_model"], PREPARED_DIR, split="test",
                                   out=run_dir / "results.json")
-notebook.Markdown(evaluate.results_table(results))
+notebook.Markdown(results_table(results))
 """),
             md(f"""
 ## Predictions{title}

@@ -257,7 +257,8 @@ def test_cli(tmp_path, good_zip, capsys):
 
 
 def test_round_trip_of_the_synthetic_generator(tmp_path):
-    synthetic = pytest.importorskip("celebseg_utils.data.synthetic.generator")
+    from celebseg_utils.data.synthetic import generator as synthetic
+
     raw = synthetic.write_synthetic_dataset(tmp_path / "synth", count=3, image_size=32, seed=0,
                                             progress=False)
     archive = zip_folder(Path(raw), tmp_path / "synth.zip")

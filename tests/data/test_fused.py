@@ -16,8 +16,6 @@ from celebseg_utils.data import fused, layout
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.data.fused import parse_split, prepare_fused, read_fused_label, stratified_split
 
-REPO = Path(__file__).resolve().parents[2]
-MINI = REPO.parent / "shared" / "data" / "celebamask_hq_mini"
 
 
 def test_module_examples_run():
@@ -79,18 +77,16 @@ def test_palette_png_gives_indices_not_the_colours_tensorflow_decodes(tmp_path):
     assert not np.array_equal(decoded[..., 0], label)
 
 
-@pytest.mark.skipif(not (MINI / "labels" / "0.png").exists(),
-                    reason=f"the real mini set is not at {MINI} (it lives in ../shared/data)")
-def test_real_palette_labels_import_as_their_indices(tmp_path):
+def test_real_palette_labels_import_as_their_indices(tmp_path, real_mini_dir):
     images, labels = tmp_path / "images", tmp_path / "labels"
     images.mkdir()
     labels.mkdir()
     for k in range(5):
-        (images / f"{k}.jpg").symlink_to(MINI / "images" / f"{k}.jpg")
-        (labels / f"{k}.png").symlink_to(MINI / "labels" / f"{k}.png")
+        (images / f"{k}.jpg").symlink_to(real_mini_dir / "images" / f"{k}.jpg")
+        (labels / f"{k}.png").symlink_to(real_mini_dir / "labels" / f"{k}.png")
     prepare_fused(images, labels, tmp_path / "prep", split="test=1", workers=1, progress=False)
     for k in range(5):
-        with Image.open(MINI / "labels" / f"{k}.png") as im:
+        with Image.open(real_mini_dir / "labels" / f"{k}.png") as im:
             assert im.mode == "P"
             want = np.asarray(im)
         with Image.open(layout.label_path(tmp_path / "prep", k)) as im:

@@ -196,19 +196,19 @@ def test_skip_batches_continues_the_seeded_stream_exactly(prepared):
 
 
 def test_per_image_and_class_weights_follow_the_final_label(prepared):
-    from celebseg_utils.data import stats
+    from celebseg_utils.data import stats, weight_maps
     from celebseg_utils.data.pipeline import make_dataset
 
     images, labels, weights = _all(make_dataset(prepared, "train", image_size=SIZE, batch_size=3,
                                                 augment=True, seed=1, sample_weights="per_image"))[0]
     assert weights.shape == (3, SIZE, SIZE) and weights.dtype == np.float32
     for label, w in zip(labels[..., 0], weights):
-        np.testing.assert_allclose(w, stats.per_image_pixel_weights(label), rtol=1e-5)
+        np.testing.assert_allclose(w, weight_maps.per_image_pixel_weights(label), rtol=1e-5)
         assert w.mean() == pytest.approx(1.0, rel=1e-4)
     class_weights = stats.load_or_compute_stats(prepared, progress=False)["class_weights"]
     for scheme in ("median_freq", "inv_freq", "enet"):
         _, labels, weights = _all(make_dataset(prepared, "val", image_size=SIZE, sample_weights=scheme))[0]
-        np.testing.assert_allclose(weights, stats.class_weight_map(labels[..., 0], class_weights[scheme]))
+        np.testing.assert_allclose(weights, weight_maps.class_weight_map(labels[..., 0], class_weights[scheme]))
 
 
 def test_bad_arguments_and_missing_photos_are_user_errors(prepared, tmp_path):

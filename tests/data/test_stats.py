@@ -1,4 +1,4 @@
-"""Class statistics, class weights and per-pixel weights against hand-computed numbers."""
+"""Class statistics and class weights against hand-computed numbers; ``celebseg stats``."""
 
 from __future__ import annotations
 
@@ -11,6 +11,7 @@ from PIL import Image
 
 from celebseg_utils import cli
 from celebseg_utils.data import stats
+from celebseg_utils.visualization.plots import plot_class_frequency
 from celebseg_utils.errors import CelebsegError
 
 # Image A: 10 background, 4 skin, 2 hair. Image B: 8 background, 8 skin.
@@ -89,39 +90,6 @@ def test_other_splits_do_not_overwrite_the_train_stats(prepared):
     assert (prepared / "stats-val.json").exists()
 
 
-def test_per_image_weights_on_the_4x4_example():
-    w = stats.per_image_pixel_weights(LABEL_A)
-    assert w.dtype == np.float32 and w.shape == (4, 4)
-    # N = 16, K = 3: background 16/30, skin 16/12, hair 16/6.
-    assert w[0, 0] == pytest.approx(0.533333) and w[2, 2] == pytest.approx(1.333333)
-    assert w[3, 3] == pytest.approx(2.666667)
-    assert w.mean() == pytest.approx(1.0)
-    # Every class carries the same total weight N / K.
-    assert [w[LABEL_A == c].sum() for c in (0, 1, 13)] == pytest.approx([16 / 3] * 3)
-    assert stats.per_image_pixel_weights(np.zeros((3, 3), np.uint8)).tolist() == [[1.0] * 3] * 3
-
-
-def test_class_weight_map_looks_up_each_pixel():
-    weights = np.arange(19, dtype=np.float32) / 10
-    out = stats.class_weight_map(LABEL_A[..., None], weights)
-    assert out.shape == (4, 4)
-    assert out[0, 0] == 0.0 and out[3, 0] == pytest.approx(0.1) and out[3, 3] == pytest.approx(1.3)
-
-
-def test_tensorflow_twins_equal_numpy():
-    weights = np.linspace(0.1, 2.0, 19).astype(np.float32)
-    for label in (LABEL_A, LABEL_B, np.random.default_rng(0).integers(0, 19, (8, 8)).astype(np.uint8)):
-        np.testing.assert_allclose(stats.per_image_pixel_weights_tf(label[..., None]).numpy(),
-                                   stats.per_image_pixel_weights(label), rtol=1e-6)
-        np.testing.assert_array_equal(stats.class_weight_map_tf(label, weights).numpy(),
-                                      stats.class_weight_map(label, weights))
-    batch = np.stack([LABEL_A, LABEL_B, np.zeros((4, 4), np.uint8)])[..., None]  # (3, 4, 4, 1)
-    out = stats.per_image_pixel_weights_tf(batch).numpy()
-    assert out.shape == (3, 4, 4)
-    for got, label in zip(out, batch[..., 0]):  # each image normalised on its own
-        np.testing.assert_allclose(got, stats.per_image_pixel_weights(label), rtol=1e-6)
-
-
 def test_a_label_with_an_unknown_id_names_the_file(prepared):
     Image.fromarray(np.full((4, 4), 25, np.uint8)).save(prepared / "labels" / "1.png")
     with pytest.raises(CelebsegError, match="1.png") as info:
@@ -135,7 +103,7 @@ def test_a_label_with_an_unknown_id_names_the_file(prepared):
 
 def test_figure_is_a_png_with_absent_classes_marked(prepared, tmp_path):
     s = stats.compute_stats(prepared, progress=False)
-    fig = stats.plot_class_frequency(s, tmp_path / "f" / "freq.png")
+    fig = plot_class_frequency(s, tmp_path / "f" / "freq.png")
     assert (tmp_path / "f" / "freq.png").read_bytes()[:8] == b"\x89PNG\r\n\x1a\n"
     ax = fig.axes[0]
     assert ax.get_yscale() == "log"

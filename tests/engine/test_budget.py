@@ -6,7 +6,7 @@ import itertools
 
 import pytest
 
-from celebseg_utils.engine.budget import Costs, Plan, eta_seconds, format_duration, plan_run
+from celebseg_utils.engine.budget import Costs, Plan, eta_seconds, plan_run
 from celebseg_utils.errors import CelebsegError
 
 COSTS = Costs(step_s=0.5, val_step_s=0.2, val_steps=10, epoch_overhead_s=3.0, end_s=20.0)
@@ -67,9 +67,3 @@ def test_a_budget_too_small_names_what_it_needs():
     with pytest.raises(CelebsegError, match=r"time budget of 30 s leaves no time to train .* "
                                             r"give at least 48 s"):
         plan_run(30, 20, COSTS, epochs_max=2, steps_max=10)  # (20 + 20 + 5 + 0.5) / 0.96 = 47.4, rounded up
-
-
-def test_format_duration():
-    assert [format_duration(s) for s in (0, 59.4, 60, 185, 3599, 3600, 27600, 90000)] == [
-        "0 s", "59 s", "1 min 00 s", "3 min 05 s", "59 min 59 s", "1 h 00 min", "7 h 40 min",
-        "25 h 00 min"]

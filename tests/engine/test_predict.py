@@ -209,9 +209,6 @@ def test_skip_bad_writes_the_readable_photos_only(tmp_path):
 
 # --------------------------------------------------------------------------- --align
 
-MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celebamask_hq_mini"
-
-
 @pytest.fixture(scope="module")
 def skin_model_path(tmp_path_factory):
     """A 64 px model that calls every pixel that is not black skin: what it parses shows
@@ -225,17 +222,15 @@ def skin_model_path(tmp_path_factory):
     return path
 
 
-def _two_face_photo(path: Path) -> list[tuple[float, float]]:
+def _two_face_photo(mini: Path, path: Path) -> list[tuple[float, float]]:
     """Two held-out real faces (test split of the default prepare split) in a 480x800 photo,
     one turned 15 degrees; returns where their middles are."""
     from celebseg_utils.face.align import apply, warp
 
-    if not MINI.is_dir():
-        pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
     canvas = np.full((480, 800, 3), 90, np.uint8)
     middles = []
     for k, (s, deg, tx, ty) in ((14, (0.7, 0, 10, 60)), (17, (0.6, 15, 470, 100))):
-        photo = np.asarray(Image.open(MINI / "images" / f"{k}.jpg").convert("RGB"))
+        photo = np.asarray(Image.open(mini / "images" / f"{k}.jpg").convert("RGB"))
         t = np.radians(deg)
         m = np.array([[s * np.cos(t), -s * np.sin(t), tx], [s * np.sin(t), s * np.cos(t), ty],
                       [0, 0, 1]])
@@ -247,12 +242,13 @@ def _two_face_photo(path: Path) -> list[tuple[float, float]]:
 
 
 @pytest.mark.slow
-def test_align_parses_every_face_where_it_is_and_saves_crops(skin_model_path, tmp_path, capsys):
+def test_align_parses_every_face_where_it_is_and_saves_crops(real_mini_dir, skin_model_path,
+                                                             tmp_path, capsys):
     from celebseg_utils.face.align import face_matrix, paste_back
     from celebseg_utils.face.detect import FaceDetector
 
     photo = tmp_path / "two.png"
-    middles = _two_face_photo(photo)
+    middles = _two_face_photo(real_mini_dir, photo)
     out = tmp_path / "pred"
     assert cli.main(["predict", "--model", str(skin_model_path), str(photo), "--out", str(out),
                      "--align", "--save-crops", "--tta", "flip", "--no-progress"]) == 0
@@ -282,13 +278,11 @@ def test_align_parses_every_face_where_it_is_and_saves_crops(skin_model_path, tm
 
 @pytest.mark.slow
 def test_align_without_a_face_is_one_line_and_skip_bad_goes_on(skin_model_path, tmp_path,
-                                                               capsys):
-    if not MINI.is_dir():
-        pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
+                                                               capsys, real_mini_dir):
     folder = tmp_path / "in"
     folder.mkdir()
     Image.fromarray(np.full((200, 300, 3), 128, np.uint8)).save(folder / "wall.png")
-    Image.open(MINI / "images" / "15.jpg").save(folder / "face.jpg")
+    Image.open(real_mini_dir / "images" / "15.jpg").save(folder / "face.jpg")
     out = tmp_path / "pred"
     args = ["predict", "--model", str(skin_model_path), str(folder), "--out", str(out),
             "--align", "--no-progress"]

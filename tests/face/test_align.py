@@ -15,8 +15,6 @@ from PIL import Image
 from celebseg_utils.face import align as A
 from celebseg_utils.labels import BACKGROUND_ID, NUM_CLASSES
 
-REPO = Path(__file__).resolve().parents[2]
-MINI = REPO.parent / "shared" / "data" / "celebamask_hq_mini"
 #: Faces of the test split of the default `celebseg prepare` split (seed 0) of the mini set:
 #: the template (train split) never saw them, nor did the cpu-real model.
 HELD_OUT = (14, 15, 17, 18, 32)
@@ -198,11 +196,9 @@ def test_overlay_matches_the_plain_overlay_away_from_edges():
 
 # --------------------------------------------------------------------------- real faces
 
-def _mini(k: int):
-    if not MINI.is_dir():
-        pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
-    photo = np.asarray(Image.open(MINI / "images" / f"{k}.jpg").convert("RGB"))
-    label = np.asarray(Image.open(MINI / "labels" / f"{k}.png"))
+def _mini(mini: Path, k: int):
+    photo = np.asarray(Image.open(mini / "images" / f"{k}.jpg").convert("RGB"))
+    label = np.asarray(Image.open(mini / "labels" / f"{k}.png"))
     return photo, label
 
 
@@ -234,7 +230,7 @@ def frequency_weighted_iou(truth: np.ndarray, pred: np.ndarray) -> float:
 
 
 @pytest.mark.slow
-def test_an_aligned_face_maps_to_nearly_the_identity(detector):
+def test_an_aligned_face_maps_to_nearly_the_identity(real_mini_dir, detector):
     """(a) held-out aligned faces, in two parts.
 
     The fit itself: the transform MTCNN's landmarks give is the identity up to the detector's
@@ -249,7 +245,7 @@ def test_an_aligned_face_maps_to_nearly_the_identity(detector):
     taken as it is, so the label map comes through unchanged: mean IoU >= 0.95, as asked."""
     raw_fw, raw_miou, miou = [], [], []
     for i, k in enumerate(HELD_OUT):
-        photo, label = _mini(k)
+        photo, label = _mini(real_mini_dir, k)
         (face,) = detector(photo)
         if i < 3:
             m = A.face_matrix(face.landmarks, 512)
@@ -301,11 +297,11 @@ def test_only_a_face_near_the_frame_is_taken_as_it_is(scale, degrees, shift, ali
 @pytest.mark.parametrize("k,scale,degrees,offset", [(15, 1.0, 30, (40, 90)),
                                                     (17, 0.55, -25, (420, 60)),
                                                     (18, 0.3, 12, (150, 330))])
-def test_a_placed_face_is_recovered_through_align_and_paste_back(detector, k, scale, degrees,
-                                                                 offset):
+def test_a_placed_face_is_recovered_through_align_and_paste_back(real_mini_dir, detector, k, scale,
+                                                                 degrees, offset):
     """(b) a real face put into a larger canvas with a known rotation, scale and offset:
     its label map through align (crop) and paste-back matches the known placement."""
-    photo, label = _mini(k)
+    photo, label = _mini(real_mini_dir, k)
     (orig,) = detector(photo)
     m_orig = A.face_matrix(orig.landmarks, 512)  # this face's own frame, near identity
     place = _similarity(scale, degrees, *offset)  # face photo -> canvas
@@ -324,7 +320,7 @@ def test_a_placed_face_is_recovered_through_align_and_paste_back(detector, k, sc
 
 
 @pytest.mark.slow
-def test_two_faces_in_one_photo_get_two_parses_in_the_right_places(detector):
+def test_two_faces_in_one_photo_get_two_parses_in_the_right_places(real_mini_dir, detector):
     """(c) two real faces side by side at different sizes: two faces, each parse where its
     face is, the pixels between them split by the nearer centre."""
     shape = (560, 900)
@@ -332,7 +328,7 @@ def test_two_faces_in_one_photo_get_two_parses_in_the_right_places(detector):
     truth = np.zeros(shape, np.uint8)
     places = [_similarity(0.8, 8, -30, 60), _similarity(0.55, -15, 480, 140)]
     for k, place in zip(HELD_OUT[3:5], places):
-        photo, label = _mini(k)
+        photo, label = _mini(real_mini_dir, k)
         c, t = _place(photo, label, shape, place)
         inside = A.warp(np.ones(photo.shape[:2]), place, shape, order=0)[1]
         # the faces' own 512 px squares overlap near x 380-410; the later one lies on top
@@ -341,7 +337,7 @@ def test_two_faces_in_one_photo_get_two_parses_in_the_right_places(detector):
     assert len(faces) == 2
     pasted, centres = [], []
     for face, k, place in zip(faces, HELD_OUT[3:5], places):
-        _, label = _mini(k)
+        _, label = _mini(real_mini_dir, k)
         m = A.face_matrix(face.landmarks, 256)
         pasted.append(A.paste_back(A.warp_labels(label, m @ place, 256), m, shape, face.centre))
         centres.append(A.apply(place, [[255.5, 300]])[0])  # each face's middle, by placement

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import doctest
 import sys
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -13,7 +12,6 @@ from PIL import Image
 from celebseg_utils.face import detect as D
 from celebseg_utils.errors import CelebsegError
 
-MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celebamask_hq_mini"
 
 
 def test_doctests():
@@ -45,10 +43,8 @@ def detector():
 
 
 @pytest.mark.slow
-def test_a_real_face_has_its_landmarks_where_a_face_has_them(detector):
-    if not MINI.is_dir():
-        pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
-    photo = np.asarray(Image.open(MINI / "images" / "14.jpg").convert("RGB"))
+def test_a_real_face_has_its_landmarks_where_a_face_has_them(detector, real_mini_dir):
+    photo = np.asarray(Image.open(real_mini_dir / "images" / "14.jpg").convert("RGB"))
     big = np.asarray(Image.fromarray(photo).resize((1024, 1024), Image.BILINEAR))
     (small,) = detector(photo)
     (large,) = detector(big)  # detected at 256 px, landmarks scaled back to 1024

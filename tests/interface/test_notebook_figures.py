@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import json
-from pathlib import Path
 
 import matplotlib
 
@@ -303,7 +302,6 @@ def test_plot_viewer_of_a_real_mask_viewer(tmp_path):
     plt.close(fig)
 
 
-MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celebamask_hq_mini"
 
 
 def _prepared_one(tmp_path, photo: np.ndarray, k: int = 5):
@@ -336,15 +334,13 @@ def test_framed_test_face_shrinks_turns_and_moves_the_face(tmp_path):
 
 
 @pytest.mark.slow
-def test_plot_own_photo_parses_whole_and_aligned_or_says_why(tmp_path):
+def test_plot_own_photo_parses_whole_and_aligned_or_says_why(tmp_path, real_mini_dir):
     import keras
 
     pytest.importorskip("mtcnn", reason="the [align] extra (mtcnn) is not installed")
-    if not MINI.is_dir():
-        pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
     inp = keras.Input((64, 64, 3))
     model = keras.Model(inp, keras.layers.Conv2D(19, 1)(inp))
-    face = np.asarray(Image.open(MINI / "images" / "14.jpg").convert("RGB"))  # a test face
+    face = np.asarray(Image.open(real_mini_dir / "images" / "14.jpg").convert("RGB"))  # a test face
     fig = F.plot_own_photo(model, prepared=_prepared_one(tmp_path, face))
     titles = [ax.get_title() for ax in fig.axes]
     assert titles == ["photo", "predict (whole photo)", "predict --align (1 face(s))"]

@@ -11,8 +11,7 @@ from PIL import Image
 from celebseg_utils import labels as L
 from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
-
-widgets = pytest.importorskip("celebseg_utils.interface.widgets")
+from celebseg_utils.interface import widgets  # ipywidgets, a dependency, is imported per viewer
 
 S = 16  # label size; photos are 2 * S like the real data (1024 photos, 512 masks)
 IDS = (3, 7, 12)

@@ -14,7 +14,6 @@ from PIL import Image
 
 from harness import assert_user_error, partial_files, run_cli, tree_digest
 
-MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celebamask_hq_mini"
 
 
 @pytest.fixture(scope="module")
@@ -67,11 +66,9 @@ def test_align_skip_bad_with_no_face_anywhere(model, workspace):
 @pytest.mark.reliability("cli", "`predict --align face.jpg --min-eye-distance 400` (the only "
                          "face smaller than the floor)", "one-line error naming the photo, "
                          "the face's eye distance and the floor, exit 2, nothing written")
-def test_align_with_every_face_too_small(model, workspace):
+def test_align_with_every_face_too_small(model, workspace, real_mini_dir):
     pytest.importorskip("mtcnn", reason="the [align] extra (mtcnn) is not installed")
-    if not MINI.is_dir():
-        pytest.skip(f"real faces not found at {MINI} (they live in ../shared/data)")
-    Image.open(MINI / "images" / "17.jpg").save(workspace / "in" / "face.jpg")
+    Image.open(real_mini_dir / "images" / "17.jpg").save(workspace / "in" / "face.jpg")
     result = run_cli(["predict", "--model", model, workspace / "in" / "face.jpg", "--out",
                       workspace / "pred", "--align", "--min-eye-distance", "400",
                       "--no-progress"])

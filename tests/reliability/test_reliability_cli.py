@@ -2,7 +2,7 @@
 broken or foreign models, photos that are not photos, and awkward output paths.
 
 Each case runs the real command in process (``run_cli``) inside its own ``tmp_path`` and,
-where a package function decides, calls that too (``load_model_checked``,
+where a package function decides, calls that too (``inference.load_model``,
 ``predict_images``). The common witnesses: a one-line ``error: ...`` with exit 2 naming the
 culprit (``assert_user_error``), the workspace byte-identical afterwards (``tree_digest``),
 no leftover temporary files (``partial_files``), and, on success, complete outputs.
@@ -479,12 +479,12 @@ def _model_argv(command: str, model, ws: Path, data) -> list:
     pytest.param(cmd, key, names, id=f"{cmd}-{key}", marks=[pytest.mark.reliability(
         "cli", f"`{cmd}` with {tried}",
         "one-line error naming the file and the problem, exit 2, no output; "
-        "`load_model_checked` raises CelebsegError too"),
+        "`inference.load_model` raises CelebsegError too"),
         # loading a whole model to count its classes: seconds each (tests/README.md)
         *([pytest.mark.slow] if key == "classes5" else [])])
     for cmd in ("evaluate", "predict", "export") for key, tried, names in MODEL_PROBLEMS])
 def test_bad_model_is_refused(command, problem, names, tmp_path, data, models):
-    from celebseg_utils.engine.evaluate import load_model_checked
+    from celebseg_utils.engine.inference import load_model as load_model_checked
 
     write_photo(tmp_path / "in" / "face.jpg")
     roots = (tmp_path, models["good"].parent, data["prep"].parent)

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import doctest
-from pathlib import Path
 
 import numpy as np
 import pytest
@@ -11,7 +10,6 @@ import pytest
 from celebseg_utils import labels as L
 from celebseg_utils.study import gradients as G
 
-MINI = Path(__file__).resolve().parents[2].parent / "shared" / "data" / "celebamask_hq_mini"
 C = L.NUM_CLASSES
 #: CE's logit gradient per pixel at zero logits, L1 over the channels: (1 - 1/19) + 18/19.
 CE_PIXEL_L1 = 2 * 18 / 19
@@ -102,18 +100,16 @@ def test_plot_returns_figure(tmp_path):
 
 
 @pytest.mark.slow
-def test_table_on_shared_mini(tmp_path):
-    if not (MINI / "images").is_dir():
-        pytest.skip(f"real data not found at {MINI} (it lives in ../shared/data)")
+def test_table_on_shared_mini(tmp_path, real_mini_dir):
     from celebseg_utils.data.fused import prepare_fused
 
-    images = sorted((MINI / "images").glob("*.jpg"), key=lambda p: int(p.stem))[:24]
+    images = sorted((real_mini_dir / "images").glob("*.jpg"), key=lambda p: int(p.stem))[:24]
     src = tmp_path / "src"
     (src / "images").mkdir(parents=True)
     (src / "labels").mkdir()
     for photo in images:
         (src / "images" / photo.name).symlink_to(photo)
-        (src / "labels" / f"{photo.stem}.png").symlink_to(MINI / "labels" / f"{photo.stem}.png")
+        (src / "labels" / f"{photo.stem}.png").symlink_to(real_mini_dir / "labels" / f"{photo.stem}.png")
     prepare_fused(src / "images", src / "labels", tmp_path / "prep", workers=1, progress=False)
     table = G.gradient_share_table(tmp_path / "prep", batches=2, batch_size=4, image_size=64)
     assert table["batches"] == 2 and table["images"] == 8

@@ -19,7 +19,7 @@ from test_train import make_tiny_prepared
 from celebseg_utils.study import report as study_report, runner as study
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.models.losses import SparseCE, get_loss
-from celebseg_utils.data.stats import per_image_pixel_weights, per_image_pixel_weights_tf
+from celebseg_utils.data.weight_maps import per_image_pixel_weights, per_image_pixel_weights_tf
 
 REPO = Path(__file__).resolve().parents[2]
 

@@ -12,7 +12,7 @@ import numpy as np
 import pytest
 
 from celebseg_utils import labels as L
-from celebseg_utils.data import stats as S
+from celebseg_utils.data import weight_maps as W
 from celebseg_utils.study import weight_delivery as WD
 
 REPO = Path(__file__).resolve().parents[2]
@@ -29,7 +29,7 @@ def _batch(seed: int = 0, size: int = 16):
     labels[:, :size // 4, :] = L.class_id("hair")
     labels[0, size - 3:, :2] = HAT
     labels[1, size // 2:size // 2 + 2, 1:3] = EYE_G
-    weights = np.stack([S.per_image_pixel_weights(lab) for lab in labels])
+    weights = np.stack([W.per_image_pixel_weights(lab) for lab in labels])
     logits = rng.normal(size=labels.shape + (C,)).astype(np.float32)
     return labels, logits, weights
 
