@@ -27,17 +27,13 @@ from celebseg_utils.data import layout
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.models import explain
 from celebseg_utils.visualization import viz
+from celebseg_utils.interface.notebook_figures import notebook_pyplot
 
 #: Thin parts: a few pixels across at 128 px, where the stride-4 skip should matter most.
 THIN_CLASSES = ("l_brow", "r_brow", "u_lip", "l_lip", "ear_r", "neck_l")
 #: Dilation-rate stacks of the receptive-field figure: none, constant 2, growing (1, 2, 3).
 DEFAULT_STACKS = ((1, 1, 1), (2, 2, 2), (1, 2, 3))
 
-
-def _pyplot():
-    from celebseg_utils.interface.notebook_figures import _pyplot as pyplot
-
-    return pyplot()
 
 
 def _finish(fig, path, title: str = ""):
@@ -115,7 +111,7 @@ def plot_receptive_fields(stacks: list[dict], field: dict | None = None, image=N
     >>> len(plot_receptive_fields(conv_stack_fields(((1,), (2,)), size=9)).axes)
     2
     """
-    plt = _pyplot()
+    plt = notebook_pyplot()
     from matplotlib.colors import LogNorm
     from matplotlib.patches import Rectangle
 
@@ -200,7 +196,7 @@ def plot_aspp_branches(image: np.ndarray, rates: Sequence[int] = (1, 2, 3), cell
     >>> plot_aspp_branches(np.zeros((128, 128, 3), np.uint8), rates=(6,)).axes[1].get_title().splitlines()
     ['3x3, rate 6', 'reads 1 of 9 taps']
     """
-    plt = _pyplot()
+    plt = notebook_pyplot()
     from matplotlib.patches import Rectangle
 
     side = image.shape[0] // output_stride
@@ -296,7 +292,7 @@ def plot_output_stride(label: np.ndarray, oracle: dict, photo=None, title: str =
     >>> len(plot_output_stride(lab, stride_oracle_f1([lab], strides=(4, 32))).axes)
     3
     """
-    plt = _pyplot()
+    plt = notebook_pyplot()
     strides = sorted(oracle)
     n = len(strides) + 1 + (photo is not None)
     fig, axes = plt.subplots(1, n, figsize=(2.5 * n, 3.0), squeeze=False, layout="constrained")
@@ -439,7 +435,7 @@ def plot_skip_connection(model, prepared, ids: Sequence[int], mode: str = "mean"
     from celebseg_utils.engine import inference
     from celebseg_utils.interface.notebook_figures import load_photos, read_label
 
-    plt = _pyplot()
+    plt = notebook_pyplot()
     model = inference.load_model(model)
     ablated = explain.without_skip(model, mode)
     info = layout.read_prepare_info(Path(prepared))

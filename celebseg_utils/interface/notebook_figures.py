@@ -26,7 +26,7 @@ from celebseg_utils.errors import CelebsegError
 INLINE_BACKEND = "module://matplotlib_inline.backend_inline"
 
 
-def _pyplot():
+def notebook_pyplot():
     """pyplot, switched back to Jupyter's inline backend when something chose Agg.
 
     Writers that save figures to files (the evaluation report) select Agg; inside a
@@ -103,7 +103,7 @@ def plot_class_grid(prepared, image_id: int, alpha: float = 0.8):
     info = layout.read_prepare_info(Path(prepared))
     label = read_label(prepared, image_id)
     photo = load_photos(info["data_root"], [image_id], size=label.shape[0])[0]
-    _pyplot()
+    notebook_pyplot()
     return viz.class_grid(photo, label, alpha=alpha,
                           title=f"image {image_id}, one class at a time (share of its pixels)")
 
@@ -141,7 +141,7 @@ def plot_viewer(viewer):
     # The legend lists what the overlays show: hidden classes count as background there.
     maps = [np.where(np.isin(drawn[key], hidden), L.BACKGROUND_ID, drawn[key])
             for key in ("truth_label", "prediction_label") if key in drawn]
-    plt = _pyplot()
+    plt = notebook_pyplot()
     canvas = drawn["canvas"]
     height = 3.6
     fig, ax = plt.subplots(figsize=(height * canvas.shape[1] / canvas.shape[0] + 2.6, height + 0.4),
@@ -165,7 +165,7 @@ def plot_history(history: dict):
     """
     from matplotlib.ticker import MaxNLocator
 
-    plt = _pyplot()
+    plt = notebook_pyplot()
 
     epochs = [e + 1 for e in history.get("epoch", range(len(history.get("loss", []))))]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
@@ -201,7 +201,7 @@ def plot_class_weights(stats: dict, schemes: Sequence[str] = ("inv_freq", "media
     >>> len(fig.axes[0].patches)
     57
     """
-    plt = _pyplot()
+    plt = notebook_pyplot()
 
     names = list(stats["class_names"])
     x = np.arange(len(names))
@@ -249,7 +249,7 @@ def plot_weight_maps(prepared, stats: dict, image_id: int | None = None, split: 
     """
     from matplotlib.colors import LogNorm
 
-    plt = _pyplot()
+    plt = notebook_pyplot()
 
     from celebseg_utils.data import weight_maps as W
 
@@ -306,7 +306,7 @@ def plot_predictions(model, prepared, count: int = 3, split: str = "test"):
     from celebseg_utils.engine import inference
     from celebseg_utils.interface.widgets import image_iou
 
-    _pyplot()
+    notebook_pyplot()
     model = inference.load_model(model)
     info = layout.read_prepare_info(Path(prepared))
     rows, names = [], []
@@ -336,7 +336,7 @@ def plot_run_predictions(run_dirs: Sequence, prepared, count: int = 3, split: st
         for row, photo, (_, truth) in zip(rows, originals, samples):
             row.append(predict_label(model, photo, truth.shape[0]))
     titles = ["photo", "ground truth"] + [Path(r).name for r in run_dirs]
-    _pyplot()
+    notebook_pyplot()
     return viz.plot_grid(rows, titles, row_labels=[f"image {k}" for k, _ in samples])
 
 
@@ -351,7 +351,7 @@ def plot_comparison(results: dict, metric: str = "f1"):
     >>> [float(p.get_height()) for p in plot_comparison(r).axes[0].patches if p.get_width() < 0.5]
     [0.9, 0.2, 0.8, 0.5]
     """
-    plt = _pyplot()
+    plt = notebook_pyplot()
 
     runs = list(results)
     names = list(results[runs[0]]["per_class"])
@@ -435,6 +435,6 @@ def plot_own_photo(model, photo=None, prepared=None, tta: str | None = "flip"):
     except CelebsegError as exc:
         aligned, title = photo, f"--align: {exc}"[:60]
         print(f"--align: {exc}")
-    _pyplot()
+    notebook_pyplot()
     return viz.plot_grid([[photo, whole, aligned]], ["photo", "predict (whole photo)", title],
                          legend=False, cell_size=3.2)

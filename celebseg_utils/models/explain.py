@@ -324,7 +324,7 @@ class LossExample:
     logits: np.ndarray          # (4, 4, 3) = ln(probs)
     smooth: float
     pixel_ce: np.ndarray        # (4, 4) -ln p(true class), from losses.SparseCE
-    pixel_weights: np.ndarray   # (4, 4) stats.per_image_pixel_weights
+    pixel_weights: np.ndarray   # (4, 4) weight_maps.per_image_pixel_weights
     class_weights: list         # stats.class_weights_from_counts(...)["median_freq"]
     soft_counts: dict           # {"I", "P", "G"}: per class, from losses.DiceLoss
     values: dict = field(default_factory=dict)  # recipe name -> loss value
@@ -347,7 +347,7 @@ def loss_example(smooth: float = 1.0) -> LossExample:
     >>> {k: round(v, 4) for k, v in ex.values.items()}
     {'sparse_ce': 0.486, 'pixel_weighted_ce': 0.7675, 'weighted_ce': 0.5756, 'dice': 0.4129, 'jaccard': 0.5154}
     """
-    from celebseg_utils.data import stats
+    from celebseg_utils.data import stats, weight_maps
     from celebseg_utils.models import losses
 
     labels = EXAMPLE_LABELS.copy()
@@ -359,7 +359,7 @@ def loss_example(smooth: float = 1.0) -> LossExample:
     counts = np.bincount(labels.ravel(), minlength=num)
     # the example is its own "split": each class's P_c is the image's 16 pixels
     class_weights = stats.class_weights_from_counts(counts, [labels.size] * num)["median_freq"]
-    pixel_weights = stats.per_image_pixel_weights(labels)
+    pixel_weights = weight_maps.per_image_pixel_weights(labels)
     sparse = losses.get_loss("sparse_ce", num_classes=num)
     dice = losses.get_loss("dice", num_classes=num, smooth=smooth)
     inter, pred_sum, gt_sum = (np.asarray(t, np.float64) for t in dice.soft_counts(y, z, None))

@@ -245,7 +245,7 @@ notebook.Markdown(example.markdown("sparse_ce"))
 ### Pixel-weighted cross-entropy (`pixel_weighted_ce`, the seed's scheme)
 
 The same `losses.SparseCE`, with per-pixel weights from the data generator
-(`data.sample_weights=per_image`, computed by `data.stats.per_image_pixel_weights`). With
+(`data.sample_weights=per_image`, computed by `data.weight_maps.per_image_pixel_weights`). With
 $n_c$ the pixels of class $c$ **in this image** and $K$ the classes present in it:
 
 $$w_i = \frac{N}{K\,n_{y_i}}, \qquad L = \frac{1}{N}\sum_{i=1}^{N} w_i\,(-\ln p_{i,y_i})$$
