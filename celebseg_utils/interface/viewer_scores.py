@@ -36,11 +36,16 @@ def face_scores(truth: np.ndarray, prediction: np.ndarray) -> dict:
     (0.5, 0.8, 0.5833)
     """
     from celebseg_utils.engine.scoring import per_image_scores
-    from celebseg_utils.models.metrics import confusion_matrix_np
 
-    m = confusion_matrix_np(np.asarray(truth), np.asarray(prediction))
-    diag = np.diag(m)
-    got = per_image_scores(diag[None], (m.sum(axis=0) - diag)[None], (m.sum(axis=1) - diag)[None])
+    # numpy only (bincount), not models.metrics: drawing a face must not import TensorFlow
+    t = np.asarray(truth).ravel().astype(np.intp)
+    p = np.asarray(prediction).ravel().astype(np.intp)
+    if t.shape != p.shape:
+        raise ValueError(f"truth and prediction differ in size: {t.size} vs {p.size}")
+    c = L.NUM_CLASSES
+    tp = np.bincount(t[t == p], minlength=c)[:c]
+    area_t, area_p = np.bincount(t, minlength=c)[:c], np.bincount(p, minlength=c)[:c]
+    got = per_image_scores(tp[None], (area_p - tp)[None], (area_t - tp)[None])
     return {k: v[0] for k, v in got.items()}
 
 

@@ -37,6 +37,7 @@ from __future__ import annotations
 
 import io
 import os
+import re
 from collections import OrderedDict
 from pathlib import Path
 
@@ -159,7 +160,7 @@ class MaskViewer:
     Error analysis: ``models``, {name: keras model or model path}, each predicted the same
     way; the canvas gains the photo, titles and an error map per model, and the order,
     filter and error-mode controls. Per-image scores for sorting come from
-    ``RUN/per_image_<split>.json`` (or ``cache_dir``), scored once when missing
+    ``RUN/per_image_<split>.json`` (or ``cache_dir/<name>/``), scored once when missing
     (:func:`celebseg_utils.interface.viewer_scores.model_scores`).
 
     ``image_size``: side of the pictures drawn (default: the label size; 256 with
@@ -327,9 +328,12 @@ class MaskViewer:
             if self.split is None:
                 raise CelebsegError("sorting needs a split: build the viewer with split='test' "
                                     "(or 'val', 'train')")
+            # one folder per model under cache_dir: each file is per_image_<split>.json
+            folder = (Path(self.cache_dir) / re.sub(r"[^\w.-]+", "_", name)
+                      if self.cache_dir is not None else None)
             self.scores[name] = model_scores(self.models[name], self.model_files[name],
                                              self.prepared, self.split, self.ids,
-                                             cache_dir=self.cache_dir, progress=self.progress)
+                                             cache_dir=folder, progress=self.progress)
         return self.scores[name]
 
     def sort_by(self, how: str = "split", *names: str, key: str | None = None) -> None:
