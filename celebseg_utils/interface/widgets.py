@@ -247,11 +247,7 @@ class MaskViewer:
         self.image = w.Image(format="png")
         self.iou_label = w.HTML()
         self.table = w.HTML()
-        self.photo_image = w.Image(format="png")
-        self.photo_image.layout.display = "none"  # until show_photo
-        self.save_photo_button = w.Button(description="save overlay", layout=w.Layout(width="120px"))
-        self.save_photo_button.layout.display = "none"
-        self.save_photo_button.on_click(lambda _: self.save_photo())
+        self.photo_image = self.save_photo_button = None  # made by show_photo
 
         order_options = [("position in the split", ("split",))]
         scorable = [name for name in self.models]
@@ -277,8 +273,7 @@ class MaskViewer:
         if self.multi:
             rows.append(w.HBox([w.VBox([self.order, self.score_key, self.error_mode]),
                                 self.class_filter]))
-        rows += [grid, self.message, self.image, self.iou_label, self.point_label, self.table,
-                 self.photo_image, self.save_photo_button]
+        rows += [grid, self.message, self.image, self.iou_label, self.point_label, self.table]
         self.widget = w.VBox(rows)
         self._batch = False
         for control in [self.slider, self.opacity, self.error_mode, *self.class_toggles]:
@@ -526,7 +521,9 @@ class MaskViewer:
             return np.concatenate(pictures, axis=1)
         blank = np.full((s, s, 3), 255, np.uint8)
         top = [("photo", out["photo"]), ("ground truth", out["truth"])]
-        bottom = [("", blank), ("", blank)]
+        from celebseg_utils.visualization.error_map import ERROR_MODE_TEXT
+
+        bottom = [("", blank), (ERROR_MODE_TEXT[self.error_mode.value], blank)]
         for name, d in out.get("models", {}).items():
             top.append((f"{name}: F1 {_fmt(d['scores']['mean_f1'])}", d["overlay"]))
             bottom.append((f"{name}: errors", d["errors"]))
@@ -670,9 +667,15 @@ class MaskViewer:
         self.photo_parses = {name: parse_photo(model, image, faces, tta=tta, min_eye_distance=eye)
                              for name, model in self.models.items()}
         self.photo_path, self.photo_rgb = path, image
+        if self.photo_image is None:  # added now, so a viewer never shows an empty picture
+            import ipywidgets as w
+
+            self.photo_image = w.Image(format="png")
+            self.save_photo_button = w.Button(description="save overlay",
+                                              layout=w.Layout(width="120px"))
+            self.save_photo_button.on_click(lambda _: self.save_photo())
+            self.widget.children = (*self.widget.children, self.photo_image, self.save_photo_button)
         self.photo_image.value = _png(self.photo_canvas())
-        self.photo_image.layout.display = ""
-        self.save_photo_button.layout.display = ""
         self.message.value = (f"{path.name}: {len(faces)} face(s), parsed as "
                               f"<code>celebseg predict --align</code> does (below)")
         if save_to is not None:
