@@ -10,6 +10,14 @@ bytes behind each ``<img>``) and compares them, pixel for pixel, with what
 ``MaskViewer.render`` draws here for the same controls: at first, after an arrow key on the
 index slider, after un-ticking a class; and the model viewer's prediction panel.
 
+A third viewer is the error-analysis form: three 128 px models on 16 synthetic faces. Its
+picture is compared with ``render`` at first, after "worst first" in the order menu, after a
+class in the "faces with" list and after the one-colour error mode (photo and truth panels
+exactly; predictions and error maps on 99% of pixels, since the kernel runs the models
+itself), and the time from an arrow key to the next face's picture is measured (a
+MutationObserver on the ``<img>``'s ``src``): the median of six presses, each after a look
+of 1.5 s, must be under 1 s, and is printed.
+
 The browser is driven through chromedriver's W3C WebDriver HTTP API with urllib: a dozen
 endpoints, so no client library joins the dependencies. Screenshots go to
 ``$TMPDIR/celebseg-viewer-shots``. Skips, naming the fix, without chromium/chromedriver or
