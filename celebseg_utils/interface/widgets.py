@@ -36,6 +36,7 @@ ipywidgets is imported only when a viewer is built, so ``import celebseg_utils``
 from __future__ import annotations
 
 import io
+import json
 import os
 import re
 from collections import OrderedDict
@@ -90,19 +91,31 @@ def _read_label(path: Path) -> np.ndarray:
 
 
 
-def run_model_file(source) -> Path:
-    """The model file a viewer loads for ``source``: a run folder stands for its
-    ``best.keras`` (the model its test pass scored, as notebook 07's figures use) when it
-    has one, else what :func:`celebseg_utils.engine.inference.model_file` names.
+def run_model_file(source, split: str | None = None) -> Path:
+    """The model file a viewer loads for ``source``. A run folder stands for the model its
+    ``per_image_<split>.json`` was made of, when that file still matches it (so the scores
+    the viewer sorts by are that model's: ``celebseg evaluate RUN`` scores ``final.keras``,
+    train's test pass ``best.keras``); else its ``best.keras`` (the model notebook 07's
+    figures use); else what :func:`celebseg_utils.engine.inference.model_file` names.
 
     >>> run_model_file("no/such.keras")
     Traceback (most recent call last):
     ...
     celebseg_utils.errors.CelebsegError: model no/such.keras not found: train one with `celebseg train` or pass the path of a .keras file
     """
-    from celebseg_utils.engine import inference
+    from celebseg_utils.engine import inference, scoring
 
     path = Path(source)
+    cache = scoring.per_image_path(path, split) if split is not None else None
+    if path.is_dir() and cache is not None and cache.is_file():
+        try:
+            made = json.loads(cache.read_text())
+            model = Path(made.get("model") or "")
+            if (model.parent == path.resolve() and model.is_file()
+                    and all(made.get(k) == v for k, v in scoring.model_stamp(model).items())):
+                return path / model.name
+        except (OSError, ValueError, AttributeError):
+            pass  # an unreadable cache: the usual choice below, and the split scored again
     if path.is_dir() and (path / "best.keras").is_file():
         return path / "best.keras"
     return inference.model_file(path)
@@ -198,7 +211,8 @@ class MaskViewer:
         self.models: OrderedDict = OrderedDict()
         self.model_files: dict = {}
         for name, source in ({"prediction": model} if model is not None else models or {}).items():
-            path = run_model_file(source) if isinstance(source, (str, os.PathLike)) else None
+            path = (run_model_file(source, split) if isinstance(source, (str, os.PathLike))
+                    else None)
             self.models[str(name)] = inference.load_model(path or source)
             self.model_files[str(name)] = path
         self.model = next(iter(self.models.values())) if model is not None else None

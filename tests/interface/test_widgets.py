@@ -556,8 +556,14 @@ def test_evaluate_writes_the_per_image_scores_the_viewer_reads(prep, tmp_path, m
     # the per-image counts add up to the split's confusion matrix
     cm = np.asarray(results["confusion_matrix"])
     np.testing.assert_array_equal(cached["tp"].sum(0), np.diag(cm))
-    # a viewer given the run folder reads it: no second pass
+    # a viewer given the run folder reads it (no second pass), and takes the model it was
+    # made of, here best.keras over a final.keras that says "hair"
+    threshold_model(tmp_path / "run" / "final.keras", HAIR, -1.0)
     monkeypatch.setattr(scoring, "score_split", lambda *a, **k: 1 / 0)
     v = widgets.MaskViewer(prep, split="val", models={"skin": tmp_path / "run"}, progress=False)
+    assert v.model_files["skin"] == tmp_path / "run" / "best.keras"
     v.sort_by("worst", "skin")
     assert v.shown_ids == [12, 7, 3]
+    assert widgets.run_model_file(tmp_path / "run", "test").name == "best.keras"
+    (tmp_path / "run" / "best.keras").unlink()  # no best.keras, no matching cache: final.keras
+    assert widgets.run_model_file(tmp_path / "run", "val").name == "final.keras"
