@@ -567,3 +567,18 @@ def test_evaluate_writes_the_per_image_scores_the_viewer_reads(prep, tmp_path, m
     assert widgets.run_model_file(tmp_path / "run", "test").name == "best.keras"
     (tmp_path / "run" / "best.keras").unlink()  # no best.keras, no matching cache: final.keras
     assert widgets.run_model_file(tmp_path / "run", "val").name == "final.keras"
+
+
+@pytest.mark.slow
+def test_train_test_pass_writes_the_per_image_scores(prep, tmp_path):
+    # train's test pass scores best.keras through the same loop and leaves the file beside it
+    from celebseg_utils.engine import scoring
+    from celebseg_utils.engine.train import _test_scores
+
+    (tmp_path / "run").mkdir()
+    model = threshold_model(tmp_path / "run" / "best.keras", SKIN, 1.0)
+    results = _test_scores(model, str(prep), "val")
+    cached = scoring.read_per_image(tmp_path / "run" / "per_image_val.json")
+    assert cached["split"] == "val" and cached["protocol"] == "model_size"
+    np.testing.assert_allclose(cached["mean_f1"], [hand_mean_f1(k, "skin") for k in IDS])
+    np.testing.assert_array_equal(cached["tp"].sum(0), np.diag(np.asarray(results["confusion_matrix"])))
