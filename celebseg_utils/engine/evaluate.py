@@ -8,6 +8,10 @@ report that :mod:`~celebseg_utils.engine.results` describes (``results.json``,
 ``results.md``, two figures). Comparing runs is :mod:`~celebseg_utils.engine.compare`, the
 command line :mod:`~celebseg_utils.engine.evaluate_cli`.
 
+For a model file it also writes ``per_image_<split>.json`` beside the model (its run): each
+test image's per-class counts and scores, which the viewer sorts worst-first
+(:meth:`~celebseg_utils.engine.scoring.SplitScores.save_per_image`).
+
 The model is evaluated at its own input size (labels resized with nearest neighbour); for
 the published protocol train and evaluate at 512, the label maps' own size.
 
@@ -41,7 +45,7 @@ def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_siz
     >>> evaluate_model(model, "prep", split="val", out="eval/results.json")["miou"]  # doctest: +SKIP
     0.61
     """
-    from celebseg_utils.engine.scoring import score_split
+    from celebseg_utils.engine.scoring import save_run_per_image, score_split
 
     if batch_size < 1:
         raise CelebsegError(f"--batch-size must be at least 1 (got {batch_size})")
@@ -56,6 +60,9 @@ def evaluate_model(model, prepared_dir, split: str = "test", out=None, batch_siz
     scored = score_split(model, prepared_dir, split, batch_size=batch_size, protocols=(protocol,),
                          progress=progress, ids=ids, image_size=size)[protocol]
     results = scored.results(model=str(model_path) if model_path else model.name)
+    if model_path is not None and "://" not in str(prepared_dir):
+        # the counts are at hand: the viewer's worst-first order needs no second pass
+        save_run_per_image(scored, model_path, prepared_dir)
     if out is not None:
         write_report(results, out)
     return results

@@ -13,7 +13,10 @@ gives, for each requested *protocol*:
 
 Each protocol's :class:`SplitScores` holds the summed confusion matrix and per-image
 ``tp``/``fp``/``fn`` per class (what the study's bootstrap resamples), and writes the
-``results.json`` schema (:meth:`SplitScores.results`).
+``results.json`` schema (:meth:`SplitScores.results`) and the per-image scores
+``RUN/per_image_<split>.json`` (:meth:`SplitScores.save_per_image`, read by
+:func:`read_per_image`): ``celebseg evaluate`` and train's test pass write that file from
+the counts they already hold, so the viewer sorts faces worst-first with no second pass.
 
 >>> import numpy as np, keras
 >>> from celebseg_utils.models.deeplab import build_model
@@ -25,6 +28,7 @@ Each protocol's :class:`SplitScores` holds the summed confusion matrix and per-i
 
 from __future__ import annotations
 
+import warnings
 from dataclasses import dataclass, field
 from pathlib import Path
 
@@ -89,6 +93,132 @@ class SplitScores:
                 np.savez_compressed(fh, ids=np.asarray(self.ids), tp=self.tp.astype(np.int32),
                                     fp=self.fp.astype(np.int32), fn=self.fn.astype(np.int32))
         return path
+
+
+    def per_image(self) -> dict:
+        """Per-image, per-class F1 and IoU (N, C), NaN where a class is in neither the truth
+        nor the prediction, and each image's ``mean_f1`` / ``miou`` over the classes present
+        in either (N,); ``present`` (N, C) bool: the class is in the image's truth.
+
+        >>> tp = np.zeros((1, 19), np.int64); fp = tp.copy(); fn = tp.copy()
+        >>> tp[0, :2], fp[0, 1], fn[0, 2] = (3, 1), 2, 4  # F1 = 2tp / (2tp + fp + fn)
+        >>> s = SplitScores("model_size", "test", np.array([5]), np.eye(19), tp, fp, fn, 64)
+        >>> d = s.per_image(); [round(float(x), 3) for x in d["f1"][0, :3]], round(float(d["mean_f1"][0]), 3)
+        ([1.0, 0.5, 0.0], 0.5)
+        """
+        return per_image_scores(self.tp, self.fp, self.fn)
+
+    def save_per_image(self, path, **extra) -> Path:
+        """``per_image_<split>.json``: ids, per-image tp/fp/fn per class and each image's
+        mean F1 and mIoU (strict JSON, atomic), plus ``extra`` keys (the model file, its
+        size and time, so a reader can tell a stale file).
+
+        >>> scored["model_size"].save_per_image("runs/ce/per_image_test.json")  # doctest: +SKIP
+        PosixPath('runs/ce/per_image_test.json')
+        """
+        from celebseg_utils.fileio import atomic_write_json
+
+        scores = self.per_image()
+        path = Path(path)
+        atomic_write_json(path, json_safe({
+            "format": PER_IMAGE_FORMAT, "split": self.split, "protocol": self.protocol,
+            "image_size": int(self.image_size), "classes": list(L.CLASS_NAMES), **extra,
+            "ids": [int(k) for k in self.ids],
+            "mean_f1": scores["mean_f1"].tolist(), "miou": scores["miou"].tolist(),
+            "tp": self.tp.tolist(), "fp": self.fp.tolist(), "fn": self.fn.tolist()}))
+        return path
+
+
+#: Version of the ``per_image_<split>.json`` layout (:meth:`SplitScores.save_per_image`).
+PER_IMAGE_FORMAT = 1
+
+
+def per_image_path(run_dir, split: str) -> Path:
+    """Where a run keeps its per-image scores of ``split``.
+
+    >>> per_image_path("runs/ce", "test")
+    PosixPath('runs/ce/per_image_test.json')
+    """
+    return Path(run_dir) / f"per_image_{split}.json"
+
+
+def model_stamp(model_file) -> dict:
+    """What identifies a model file for a cache of its scores: its resolved path, size and
+    modification time (a SavedModel folder: its ``saved_model.pb``'s).
+
+    >>> sorted(model_stamp(__file__))
+    ['model', 'model_bytes', 'model_mtime_ns']
+    """
+    path = Path(model_file).resolve()
+    stat = (path / "saved_model.pb" if path.is_dir() else path).stat()
+    return {"model": str(path), "model_bytes": int(stat.st_size),
+            "model_mtime_ns": int(stat.st_mtime_ns)}
+
+
+def save_run_per_image(scores: "SplitScores", model_file, prepared) -> Path | None:
+    """Write ``per_image_<split>.json`` beside ``model_file`` (its run), stamped with the
+    model (:func:`model_stamp`) and the prepared folder; a folder that cannot be written
+    gives a ``warning:`` line and None, since the scores themselves are already reported.
+
+    >>> save_run_per_image(scored["model_size"], "runs/ce/best.keras", "prep")  # doctest: +SKIP
+    PosixPath('runs/ce/per_image_test.json')
+    """
+    import sys
+
+    path = per_image_path(Path(model_file).parent, scores.split)
+    try:
+        return scores.save_per_image(path, **model_stamp(model_file),
+                                     prepared=str(Path(prepared).resolve()))
+    except (OSError, CelebsegError) as exc:
+        print(f"warning: per-image scores not saved to {path}: {exc}", file=sys.stderr)
+        return None
+
+
+def per_image_scores(tp, fp, fn) -> dict:
+    """Per-image, per-class ``f1`` and ``iou`` (N, C) from counts (NaN: class in neither
+    map), ``mean_f1`` and ``miou`` (N,) over the classes present in either, and
+    ``present`` (N, C): the class is in the truth (tp + fn > 0).
+
+    >>> d = per_image_scores([[2, 0]], [[1, 0]], [[1, 0]])
+    >>> d["f1"].tolist(), float(d["iou"][0, 0]), d["mean_f1"].tolist()
+    ([[0.6666666666666666, nan]], 0.5, [0.6666666666666666])
+    """
+    tp, fp, fn = (np.asarray(x, dtype=np.float64) for x in (tp, fp, fn))
+    union = tp + fp + fn
+    with np.errstate(invalid="ignore", divide="ignore"):
+        f1 = np.where(union > 0, 2 * tp / (2 * tp + fp + fn), np.nan)
+        iou = np.where(union > 0, tp / union, np.nan)
+    with warnings.catch_warnings():  # an image with no class at all: NaN, not a warning
+        warnings.simplefilter("ignore", RuntimeWarning)
+        mean_f1, miou = np.nanmean(f1, axis=1), np.nanmean(iou, axis=1)
+    return {"f1": f1, "iou": iou, "mean_f1": mean_f1, "miou": miou, "present": (tp + fn) > 0}
+
+
+def read_per_image(path) -> dict:
+    """A ``per_image_<split>.json`` as arrays: ``ids`` (N,), ``tp``/``fp``/``fn`` (N, C),
+    the scores of :func:`per_image_scores`, and the file's other keys as they are.
+    CelebsegError naming the file when it is not one.
+
+    >>> read_per_image("runs/ce/per_image_test.json")["mean_f1"].shape  # doctest: +SKIP
+    (400,)
+    """
+    import json
+
+    path = Path(path)
+    try:
+        raw = json.loads(path.read_text())
+        ids = np.asarray(raw["ids"], dtype=np.int64)
+        counts = {k: np.asarray(raw[k], dtype=np.int64).reshape(len(ids), L.NUM_CLASSES)
+                  for k in ("tp", "fp", "fn")}
+        if raw.get("format") != PER_IMAGE_FORMAT:
+            raise ValueError(f"format {raw.get('format')!r}, not {PER_IMAGE_FORMAT}")
+    except FileNotFoundError:
+        raise CelebsegError(f"no per-image scores at {path}: run `celebseg evaluate` on the "
+                            f"run, or let the viewer compute them") from None
+    except (OSError, ValueError, KeyError, TypeError) as exc:
+        raise CelebsegError(f"{path} is not a per-image score file ({exc}): delete it and "
+                            f"run `celebseg evaluate` again") from None
+    return {**raw, "ids": ids, **counts, **per_image_scores(**counts)}
 
 
 def _read_label(prepared: Path, k: int) -> np.ndarray:

@@ -334,11 +334,14 @@ def _read_plan(run: Path):
 
 def _test_scores(model_file: Path, prepared: str, split: str, batch_size: int = 8) -> dict:
     """``celebseg evaluate``'s scores (its results.json keys) of a saved model on ``split``,
-    through the one evaluation loop (:func:`~celebseg_utils.engine.scoring.score_split`)."""
-    from celebseg_utils.engine.scoring import score_split
+    through the one evaluation loop (:func:`~celebseg_utils.engine.scoring.score_split`);
+    its per-image scores go to ``per_image_<split>.json`` beside the model."""
+    from celebseg_utils.engine.scoring import save_run_per_image, score_split
 
     model = load_trained_model(model_file)
     scored = score_split(model, prepared, split, batch_size=batch_size)["model_size"]
+    if "://" not in str(prepared):  # RUN/per_image_<split>.json, for the viewer's order
+        save_run_per_image(scored, model_file, prepared)
     return scored.results(model=str(model_file))
 
 

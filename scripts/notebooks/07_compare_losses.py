@@ -161,4 +161,33 @@ notebook.Markdown(reference.conclusions(reference_report))
 """),
         md(READING),
     ]
+    cells += viewer_cells()
     return notebook(file, cells)
+
+
+def viewer_cells() -> list:
+    """The comparison's last word: the runs side by side on their worst faces (issue #22)."""
+    return [
+        md("""
+## Where each loss goes wrong, face by face
+
+The viewer shows the test faces through every run at once: the photo, the ground truth,
+each run's prediction and, under it, its **error map** (the wrong pixels, coloured by the
+class they should have been; the "errors" menu switches to the predicted class or one
+colour). It opens on the faces with a **hat**, a rare class, worst first for plain
+cross-entropy; the menus re-sort by any run's per-image mean F1 or IoU, or by where one run
+beats another most, and filter to faces holding chosen classes. The table under the
+pictures gives the face's F1 and IoU per class and run; "dataset id" jumps to an image, and
+"point" (x, y in panel pixels) names the class there in every map. The per-image scores come
+from the evaluation above (`per_image_test.json` beside each model), so nothing is scored
+twice. `viewer.show_photo(path)` parses your own photo the `predict --align` way.
+"""),
+        code("""
+from celebseg_utils.interface.widgets import MaskViewer
+
+viewer = MaskViewer(PREPARED_DIR, "test", models={run.name: run for run in run_dirs})
+viewer.sort_by("worst", run_dirs[0].name)  # plain cross-entropy's worst faces first
+viewer.filter_classes(["hat"])             # a rare class; [] for every face
+viewer
+"""),
+    ]

@@ -10,6 +10,14 @@ bytes behind each ``<img>``) and compares them, pixel for pixel, with what
 ``MaskViewer.render`` draws here for the same controls: at first, after an arrow key on the
 index slider, after un-ticking a class; and the model viewer's prediction panel.
 
+A third viewer is the error-analysis form: three 128 px models on 16 synthetic faces. Its
+picture is compared with ``render`` at first, after "worst first" in the order menu, after a
+class in the "faces with" list and after the one-colour error mode (photo and truth panels
+exactly; predictions and error maps on 99% of pixels, since the kernel runs the models
+itself), and the time from an arrow key to the next face's picture is measured (a
+MutationObserver on the ``<img>``'s ``src``): the median of six presses, each after a look
+of 1.5 s, must be under 1 s, and is printed.
+
 The browser is driven through chromedriver's W3C WebDriver HTTP API with urllib: a dozen
 endpoints, so no client library joins the dependencies. Screenshots go to
 ``$TMPDIR/celebseg-viewer-shots``. Skips, naming the fix, without chromium/chromedriver or
@@ -47,6 +55,9 @@ REPO = Path(__file__).resolve().parents[2]
 SHOTS = Path(tempfile.gettempdir()) / "celebseg-viewer-shots"
 SIZE = 64  # label size of the synthetic faces (photos are 128 px)
 COUNT = 6
+MULTI_COUNT = 16  # faces of the error-analysis viewer's folder
+MULTI_MODEL_SIZE = 128  # its three models' input size (the issue's "three models at 128 px")
+NEXT_FACE_PRESSES = 6  # "next" presses timed in the browser
 WIDGET_TIMEOUT = 300  # s: the kernel imports TensorFlow and runs the model on a shared CPU
 
 # (environment, front end): what each stands for
@@ -120,6 +131,7 @@ def work(tmp_path_factory, chrome) -> dict:
     hidden = v.render()["canvas"]
     assert not np.array_equal(hidden, second["canvas"])
     with_model = MaskViewer(root / "prep", split=None, model=model).render()
+    multi = _multi_expected(root, build_model, keras, MaskViewer)
 
     nb = {"nbformat": 4, "nbformat_minor": 5, "metadata": {
         "kernelspec": {"name": "python3", "display_name": "Python 3", "language": "python"}},
@@ -128,10 +140,45 @@ def work(tmp_path_factory, chrome) -> dict:
                           "from celebseg_utils.interface.widgets import MaskViewer\n"
                           "print('ipywidgets', ipywidgets.__version__, 'celebseg_utils', celebseg_utils.__file__)"),
                     _code(f"MaskViewer({str(root / 'prep')!r}, split=None)"),
-                    _code(f"MaskViewer({str(root / 'prep')!r}, split=None, model={str(model)!r})")]}
+                    _code(f"MaskViewer({str(root / 'prep')!r}, split=None, model={str(model)!r})"),
+                    _code(multi.pop("cell"))]}
     (root / "viewer.ipynb").write_text(json.dumps(nb, indent=1))
     return {"root": root, "first": first, "second": second["canvas"], "hidden": hidden,
-            "hide": hide, "ids": v.ids, "model": with_model}
+            "hide": hide, "ids": v.ids, "model": with_model, "multi": multi}
+
+
+def _multi_expected(root: Path, build_model, keras, MaskViewer) -> dict:
+    """The error-analysis viewer: three 128 px models on a 16-face folder, and what it draws
+    here at first, after "worst first" by model a, after a class filter and after the
+    one-colour error mode. The per-image scores are cached here, so the kernel sorts by the
+    very same numbers."""
+    from celebseg_utils.data.prepare import prepare_dataset
+    from celebseg_utils.data.synthetic.generator import write_synthetic_dataset
+    from celebseg_utils.interface import viewer_scores
+
+    raw = write_synthetic_dataset(root / "raw16", MULTI_COUNT, image_size=SIZE, progress=False)
+    prepare_dataset(raw, root / "prep16", workers=1, progress=False)
+    models = {}
+    for i, name in enumerate("abc"):
+        keras.utils.set_random_seed(i)
+        models[name] = str(root / f"multi_{name}.keras")
+        build_model(backbone="mobilenet_v3_large", image_size=MULTI_MODEL_SIZE).save(models[name])
+    args = dict(split="train", models=models, cache_dir=str(root / "cache"), progress=False,
+                image_size=SIZE)
+    v = MaskViewer(root / "prep16", **args)
+    out = {"first": v.render()["canvas"], "count": len(v.ids)}
+    v.sort_by("worst", "a")
+    out["worst"], out["worst_ids"] = v.render()["canvas"], list(v.shown_ids)
+    # a class in some faces of the split but not all, so that the filter changes the view
+    presence = viewer_scores.truth_presence(root / "prep16", v.ids)
+    counts = np.sum([presence[k] for k in v.ids], axis=0)
+    cls = next(c for c in range(1, L.NUM_CLASSES) if 0 < counts[c] < len(v.ids))
+    v.filter_classes([cls])
+    out["filtered"], out["filtered_ids"], out["cls"] = v.render()["canvas"], list(v.shown_ids), cls
+    v.error_mode.value = "single"
+    out["single"] = v.render()["canvas"]
+    out["cell"] = (f"multi = MaskViewer({str(root / 'prep16')!r}, **{args!r})\nmulti")
+    return out
 
 
 def _code(source: str) -> dict:
@@ -332,7 +379,7 @@ KERNEL_READY = {
     "lab": """
         const app = window.jupyterapp, w = app && app.shell.currentWidget;
         const k = w && w.sessionContext && w.sessionContext.session && w.sessionContext.session.kernel;
-        return !!(k && k.status === 'idle' && w.content && w.content.widgets.length === 3);""",
+        return !!(k && k.status === 'idle' && w.content && w.content.widgets.length === 4);""",
 }
 RUN_ALL = {"classic": "Jupyter.notebook.execute_all_cells(); return true;",
            "lab": "window.jupyterapp.commands.execute('notebook:run-all-cells'); return true;"}
@@ -360,6 +407,93 @@ def _new_picture(browser: Browser, shown: np.ndarray, what: str, timeout: float 
 
 def _page_text(browser: Browser) -> str:
     return browser.js("return document.body.innerText;")[-3000:]
+
+
+# The error-analysis viewer is the only one with menus: its dropdowns are, in order, the
+# order, the score and the error mode; its "faces with" list is the only multiple select.
+SET_SELECT = """
+const [kind, index, option] = arguments;
+const sel = document.querySelectorAll(kind)[index];
+if (!sel) return false;
+if (sel.multiple) { for (const o of sel.options) o.selected = false; sel.options[option].selected = true; }
+else sel.selectedIndex = option;
+sel.dispatchEvent(new Event('change', {bubbles: true}));
+return true;
+"""
+WATCH_IMAGE = """
+const img = document.querySelectorAll('img.widget-image')[arguments[0]];
+window.__celebsegChangedAt = null;
+if (window.__celebsegObserver) window.__celebsegObserver.disconnect();
+window.__celebsegObserver = new MutationObserver(() => {
+  if (window.__celebsegChangedAt === null) window.__celebsegChangedAt = performance.now(); });
+window.__celebsegObserver.observe(img, {attributes: true, attributeFilter: ['src']});
+window.__celebsegPressedAt = performance.now();
+return true;
+"""
+
+
+def _close_enough(shown: np.ndarray, expected: np.ndarray, what: str) -> None:
+    """The kernel ran the models itself: the photo and truth panels must be equal, the rest
+    (predictions, error maps, their titles) on 99% of pixels, as for the one-model viewer."""
+    assert shown.shape == expected.shape, f"{what}: {shown.shape} vs {expected.shape}"
+    left = 2 * (SIZE + 8)  # photo | truth
+    np.testing.assert_array_equal(shown[:, :left], expected[:, :left], err_msg=what)
+    same = (shown == expected).all(axis=-1).mean()
+    assert same >= 0.99, f"{what}: the canvas matches on {same:.1%} of pixels"
+
+
+def _check_multi_viewer(browser: Browser, multi: dict, where: str) -> None:
+    """The error-analysis viewer (the third picture): as drawn here at first, then the
+    time of "next" (median of a few presses, a look of 1.5 s before each), then after
+    "worst first: a", a class filter and the one-colour error mode."""
+    _, b64 = browser.js_async(READ_IMAGE, 2)
+    _close_enough(_picture(b64), multi["first"], "first face")
+    assert f"(1 of {multi['count']})" in _page_text(browser)
+
+    handle = browser.js("return document.querySelectorAll('.widget-hslider')[4]"
+                        ".querySelector('.ui-slider-handle, .noUi-handle');")
+    times = []
+    for _ in range(NEXT_FACE_PRESSES):
+        time.sleep(1.5)  # a person looks at the face before pressing "next"
+        browser.js(WATCH_IMAGE, 2)
+        browser.keys(handle, ARROW_RIGHT)
+        browser.wait("the next face", lambda: browser.js("return window.__celebsegChangedAt;"), 60)
+        times.append(browser.js("return window.__celebsegChangedAt - window.__celebsegPressedAt;") / 1000)
+    median = float(np.median(times))
+    print(f"{where}: next face with three {MULTI_MODEL_SIZE} px models shown in "
+          f"{', '.join(f'{t:.2f}' for t in times)} s; median {median:.2f} s")
+    assert median < 1.0, f"next face took {median:.2f} s (median), over the 1 s the viewer allows"
+
+    assert browser.js(SET_SELECT, ".widget-dropdown select", 0, 1)  # worst first: a
+    _wait_for_canvas(browser, multi["worst"], "worst first")
+    assert browser.js(SET_SELECT, ".widget-select-multiple select", 0, multi["cls"] - 1)
+    browser.wait("the filtered count", lambda: f"(1 of {len(multi['filtered_ids'])})"
+                 in _page_text(browser), 60)
+    _wait_for_canvas(browser, multi["filtered"], "class filter")
+    assert browser.js(SET_SELECT, ".widget-dropdown select", 2, 2)  # one colour
+    _wait_for_canvas(browser, multi["single"], "error mode")
+
+
+def _wait_for_canvas(browser: Browser, expected: np.ndarray, what: str, timeout: float = 120) -> None:
+    """Wait until the error-analysis viewer shows ``expected`` (:func:`_close_enough`)."""
+    last = {}
+
+    def matches():
+        got = browser.js_async(READ_IMAGE, 2)
+        if not got or got[0] == "error":
+            return False
+        last["picture"] = _picture(got[1])
+        try:
+            _close_enough(last["picture"], expected, what)
+        except AssertionError as exc:
+            last["why"] = str(exc)
+            return False
+        return True
+    try:
+        browser.wait(what, matches, timeout)
+    except AssertionError:
+        raise AssertionError(f"{what}: the viewer never showed the expected canvas; last: "
+                             f"{last.get('why', 'no picture')}") from None
 
 
 # --------------------------------------------------------------------------- the tests
@@ -415,10 +549,10 @@ def test_viewer_in_the_browser(env_name, front, chrome, work, tmp_path):
             # A cell that failed (the Colab AttributeError was one) ends the wait at once.
             if "Traceback (most recent call last)" in browser.js("return document.body.innerText;"):
                 raise AssertionError("a cell failed")
-            return browser.js_async(READ_IMAGE, 1)
+            return browser.js_async(READ_IMAGE, 1) and browser.js_async(READ_IMAGE, 2)
 
         try:
-            browser.wait("both viewers' pictures", pictures, WIDGET_TIMEOUT)
+            browser.wait("the three viewers' pictures", pictures, WIDGET_TIMEOUT)
         except AssertionError as e:
             raise AssertionError(f"no viewer picture ({e}); the page says:\n{_page_text(browser)}\n"
                                  f"server log:\n{server.tail()}") from None
@@ -467,6 +601,7 @@ def test_viewer_in_the_browser(env_name, front, chrome, work, tmp_path):
         same = (shown[:, SIZE + 8:] == expected[:, SIZE + 8:]).all(axis=-1).mean()
         assert same >= 0.99, f"prediction panel matches the expected one on {same:.1%} of pixels"
         assert "ground truth | prediction — IoU" in _page_text(browser)
+        _check_multi_viewer(browser, work["multi"], f"{env_name}/{front}")
         browser.screenshot(shot)
         model_img = browser.js("return document.querySelectorAll('img.widget-image')[1];")
         browser.screenshot(shot.with_name(shot.stem + "-model.png"), model_img)

@@ -539,7 +539,11 @@ def test_run_dir_as_model(trained_run, data, tmp_path):
                       "--no-progress"])
     assert result.code == 0, str(result)
     assert_label_outputs(tmp_path / "pred", {"face": (70, 50)})
+    # the per-image scores go beside the model, for the viewer's worst-first order
+    per_image = json.loads((trained_run / "per_image_test.json").read_text())
+    assert per_image["model"] == str((trained_run / "final.keras").resolve())
     shutil.rmtree(report)  # the other cases expect the run as training left it
+    (trained_run / "per_image_test.json").unlink()
 
 
 # --------------------------------------------------------------------------- images
