@@ -297,7 +297,7 @@ def class_weight_map_tf(label, class_weights):
 
 # --- figure and CLI ---------------------------------------------------------------------
 
-def plot_class_frequency(stats: dict, path=DEFAULT_FIGURE):
+def plot_class_frequency(stats: dict, path=DEFAULT_FIGURE, faces: str | None = None):
     """Log-scale bar chart of each class's share of the pixels (absent classes marked);
     saved atomically to ``path`` (None: not saved). Returns the figure.
 
@@ -317,7 +317,7 @@ def plot_class_frequency(stats: dict, path=DEFAULT_FIGURE):
     fig, ax = plt.subplots(figsize=(8, 3.6))
     floor = freq[freq > 0].min() / 3 if (freq > 0).any() else 1e-6
     shown = np.where(freq[order] > 0, freq[order], np.nan)
-    ax.bar(range(len(order)), shown, color=L.PALETTE[order] / 255.0, edgecolor="0.3", linewidth=0.5)
+    ax.bar(range(len(order)), shown, color=L.OVERLAY_PALETTE[order] / 255.0, edgecolor="0.3", linewidth=0.5)
     for x, i in enumerate(order):
         if freq[i] == 0:
             ax.text(x, floor, "absent", rotation=90, ha="center", va="bottom", fontsize=7)
@@ -325,8 +325,9 @@ def plot_class_frequency(stats: dict, path=DEFAULT_FIGURE):
     ax.set_ylim(bottom=floor)
     ax.set_xticks(range(len(order)), [names[i] for i in order], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("share of pixels (log)")
+    # ``faces``: "synthetic faces" or "real faces", when the caller knows which
     ax.set_title(f"Class frequency, {stats.get('split', 'train')} split "
-                 f"({stats['num_images']} images)")
+                 f"({stats['num_images']} {faces or 'images'})")
     ax.grid(axis="y", which="major", alpha=0.3)
     if path is not None:
         save_figure(fig, path)

@@ -155,13 +155,14 @@ def plot_viewer(viewer):
     return fig
 
 
-def plot_history(history: dict):
-    """Loss and mIoU per epoch, training and validation (``train.train(cfg)["history"]``).
+def plot_history(history: dict, loss: str | None = None, title: str | None = None):
+    """Loss and mIoU per epoch, training and validation (``train.train(cfg)["history"]``);
+    the loss panel names ``loss`` (the run's ``cfg.loss.name``), ``title`` heads the figure.
 
     >>> fig = plot_history({"epoch": [0, 1], "loss": [1.2, 0.8], "val_loss": [1.3, 1.0],
-    ...                     "miou": [0.2, 0.4], "val_miou": [0.18, 0.3]})
+    ...                     "miou": [0.2, 0.4], "val_miou": [0.18, 0.3]}, loss="dice")
     >>> [ax.get_title() for ax in fig.axes]
-    ['loss', 'mIoU']
+    ['loss (dice)', 'mIoU']
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -169,17 +170,20 @@ def plot_history(history: dict):
 
     epochs = [e + 1 for e in history.get("epoch", range(len(history.get("loss", []))))]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "miou", "mIoU")):
+    loss_title = f"loss ({loss})" if loss else "loss"
+    for ax, key, panel in ((axes[0], "loss", loss_title), (axes[1], "miou", "mIoU")):
         for prefix, style in (("", "-o"), ("val_", "--o")):
             values = history.get(prefix + key)
             if values:
                 ax.plot(epochs[:len(values)], values, style, label=(prefix or "train_").rstrip("_"))
-        ax.set_title(title)
+        ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(frameon=False)
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 

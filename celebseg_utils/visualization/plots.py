@@ -23,7 +23,7 @@ def _pyplot():
     return plt
 
 
-def plot_confusion_matrix(cm, path=None):
+def plot_confusion_matrix(cm, path=None, title: str = "confusion matrix (row-normalised)"):
     """Row-normalised confusion matrix (each true class's pixels sum to 1), class names on axes."""
     from celebseg_utils.visualization.viz import save_figure
 
@@ -38,7 +38,7 @@ def plot_confusion_matrix(cm, path=None):
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
-    ax.set_title("confusion matrix (row-normalised)")
+    ax.set_title(title)
     for i in range(len(names)):
         if norm[i, i] > 0:
             ax.text(i, i, f"{norm[i, i]:.2f}", ha="center", va="center", fontsize=6,
@@ -49,7 +49,7 @@ def plot_confusion_matrix(cm, path=None):
     return fig
 
 
-def plot_per_class(runs: dict, path=None):
+def plot_per_class(runs: dict, path=None, title: str = "per-class scores (shaded: rare classes)"):
     """Grouped bars of per-class IoU (top) and F1 (bottom) for one or more runs' results.
 
     Rare classes (labels.RARE_CLASSES) get a shaded band and a bold tick label.
@@ -74,7 +74,7 @@ def plot_per_class(runs: dict, path=None):
         ax.set_ylim(0, 1)
         ax.set_ylabel(key.upper() if key == "iou" else "F1")
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_title("per-class scores (shaded: rare classes)")
+    axes[0].set_title(title)
     if len(names) > 1:
         axes[0].legend(fontsize=8, ncol=min(4, len(names)))
     axes[1].set_xticks(x, [L.DISPLAY_NAMES[n] for n in L.CLASS_NAMES], rotation=60, ha="right",
