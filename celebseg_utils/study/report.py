@@ -262,7 +262,8 @@ def budget_title(report: dict) -> str:
                   "steps " + "/".join(f"{s:,}" for s in steps) if steps else "steps not recorded")
     size_text = f"{size} px" if isinstance(size, int) else (
         "/".join(map(str, size)) + " px" if size else "size not recorded")
-    return f"{steps_text}, {size_text}, {report.get('seeds_complete', 0)} complete seeds"
+    seeds = report.get("seeds_complete", 0)
+    return f"{steps_text}, {size_text}, {seeds} complete seed{'' if seeds == 1 else 's'}"
 
 
 def _pm(stat: dict, digits: int = 3) -> str:
@@ -596,6 +597,41 @@ def plot_test_faces(out, report: dict, seed: int = 0, path=None, runs_root=None)
     if path is not None:
         save_figure(fig, path)
     return fig
+
+
+def redraw_study_figures(folder, seed: int = 0) -> list[Path]:
+    """Draw a written study's figures again from its ``study.json`` (after a change to the
+    figures' code), where they are: ``FOLDER/figures/`` or, without it, ``FOLDER``. The
+    test-face grid is redrawn only where the runs' predictions (``FOLDER/arms/``) and the
+    prepared folder the study read are on this machine. Returns the files written.
+
+    >>> redraw_study_figures("figures/study/budget250")  # doctest: +SKIP
+    [PosixPath('figures/study/budget250/per_class_f1.png'), ...]
+    """
+    import matplotlib.pyplot as plt
+
+    from celebseg_utils.errors import CelebsegError
+
+    folder = Path(folder)
+    if not (folder / "study.json").is_file():
+        raise CelebsegError(f"{folder} has no study.json: give a folder `celebseg study` wrote")
+    report = json.loads((folder / "study.json").read_text())
+    figures = folder / "figures" if (folder / "figures").is_dir() else folder
+    written = []
+    drawn = [("per_class_f1.png", plot_per_class_f1),
+             ("rare_precision_recall.png", plot_rare_precision_recall)]
+    if report.get("budgets") and report.get("versus_baseline"):
+        drawn.append(("learning_curves.png", plot_learning_curves))
+    for name, plot in drawn:
+        plt.close(plot(report, figures / name))
+        written.append(figures / name)
+    if (folder / "arms").is_dir():
+        fig = plot_test_faces(folder, report, seed=seed, path=figures / "test_faces.png",
+                              runs_root=folder)
+        if fig is not None:
+            plt.close(fig)
+            written.append(figures / "test_faces.png")
+    return written
 
 
 def write_study_report(out, arms, seeds: int, runs_root=None) -> dict:
