@@ -20,7 +20,7 @@ exceed, so :func:`judge` says "no difference can be judged to hold".
 >>> judge([0.047, 0.025, 0.070], ci95=(0.041, 0.054), seed_noise=0.021).holds
 True
 >>> print(judge([0.028, 0.008, 0.065], ci95=(0.028, 0.041), seed_noise=0.021).reason)
-does not hold: all 3 seeds agree in sign and the 95% interval [+0.028, +0.041] excludes 0, but +0.034 is within twice the seed noise (2 x 0.021 = 0.042)
+does not hold: all 3 seeds agree in sign and the 95% interval [+0.028, +0.041] excludes 0, but +0.034 is within twice the seed noise (2 x 0.0210 = 0.042)
 >>> print(judge([0.31]).reason)
 does not hold: one seed, so no difference can be judged to hold (the three checks need 2 seeds or more)
 """
@@ -110,7 +110,8 @@ def judge(diff_per_seed: Sequence[float], ci95: Sequence[float] | None = None,
         failed.append("no seed noise was measured")
     else:
         size = f"{mean:+.3f}"
-        bar = f"twice the seed noise (2 x {float(seed_noise):.3f} = {NOISE_FACTOR * float(seed_noise):.3f})"
+        bar = (f"twice the seed noise (2 x {float(seed_noise):.4f} = "
+               f"{NOISE_FACTOR * float(seed_noise):.3f})")
         (passed if noise else failed).append(
             f"{size} exceeds {bar}" if noise else f"{size} is within {bar}")
     holds = not failed

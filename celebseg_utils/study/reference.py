@@ -46,16 +46,18 @@ def reference_markdown() -> str:
 
 
 def _arm_line(arm: str, comp: dict, summary: dict, baseline: str) -> str:
+    from celebseg_utils.engine.holds import judge_entry
+
     mean = comp["mean_f1"]
-    verdict = ("holds across seeds" if mean["holds"] else "does not hold across seeds")
+    verdict = judge_entry(mean).reason  # says which of the three checks failed, if any
     held = [(L.DISPLAY_NAMES[c], comp[c]["diff_mean"]) for c in L.RARE_CLASSES
-            if c in comp and comp[c]["holds"]]
+            if c in comp and judge_entry(comp[c]).holds]
     rare = ("; rare classes where the change holds: "
             + ", ".join(f"{n} {d:+.3f}" for n, d in held)) if held else "; no rare-class change holds"
     return (f"- `{arm}`: mean F1 {summary[arm]['mean_f1']['mean']:.3f} vs "
             f"{summary[baseline]['mean_f1']['mean']:.3f} for `{baseline}` "
-            f"({mean['diff_mean']:+.3f}, per seed {', '.join(f'{x:+.3f}' for x in mean['diff_per_seed'])}; "
-            f"{verdict}){rare}.")
+            f"({mean['diff_mean']:+.3f}, per seed {', '.join(f'{x:+.3f}' for x in mean['diff_per_seed'])}): "
+            f"{verdict}{rare}.")
 
 
 def conclusions(report: dict) -> str:

@@ -24,6 +24,6 @@ uses Kaggle's two T4s, `colab-a100` an A100.
     cells += install_cells()
     cells += parameters_cells(TRAIN_PARAMS, TRAIN_EXPLAIN)
     cells += [code(TRAIN_SMOKE)]
-    cells += training_cells([("sparse_ce", '"loss.name=sparse_ce"')])
+    cells += training_cells(["sparse_ce"])
     cells += [md("Next: **05 · Weighted cross-entropy** gives the rare classes more say in the loss.")]
     return notebook(file, cells, gpu=True)
