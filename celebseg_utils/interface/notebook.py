@@ -443,10 +443,8 @@ def comparison_summary(results: dict, baseline: str | None = None) -> Markdown:
 
     others = [r for r in runs if r != baseline]
     if others:
-        diff = _num(results[best_f1]["mean_f1"]) - _num(base["mean_f1"])
         versus = best_f1 if best_f1 != baseline else others[0]
-        if versus != best_f1:
-            diff = _num(results[versus]["mean_f1"]) - _num(base["mean_f1"])
+        diff = _num(results[versus]["mean_f1"]) - _num(base["mean_f1"])
         lines.append(f"`{versus}` against `{baseline}`, mean F1 {diff:+.3f}: "
                      f"{judge([diff]).reason}. Every difference below is one run against one run.")
     items = []
