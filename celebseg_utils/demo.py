@@ -112,7 +112,8 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
     from celebseg_utils.visualization import plots
 
     # Every demo figure says it shows synthetic faces, which loss and how long it trained.
-    what = (f"synthetic faces, {config.loss.name}, {summary['epochs_completed']} epochs x "
+    epochs = summary["epochs_completed"]
+    what = (f"synthetic faces, {config.loss.name}, {epochs} epoch{'' if epochs == 1 else 's'} x "
             f"{summary['steps_per_epoch']} steps, {image_size} px")
     viz.plot_training_curves(summary["history"], figures / "training_curves.png",
                              loss=config.loss.name, title=f"Training curves ({what})")
