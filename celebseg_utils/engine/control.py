@@ -123,6 +123,27 @@ def compare_settings(run_dirs: Sequence) -> dict:
             "seed": {n: settings[n].get("seed") for n in names}}
 
 
+def budget_text(check: dict, faces: str = "real faces") -> str:
+    """What trained the compared runs, for a figure's title: the faces, the planned steps
+    and the seed, or that they differ.
+
+    >>> budget_text({"steps": {"a": 24, "b": 24}, "seed": {"a": 0, "b": 0}}, "synthetic faces")
+    'synthetic faces, 24 planned steps and seed 0 for every loss, one seed each'
+    >>> budget_text({"steps": {"a": 24, "b": 30}, "seed": {"a": 0, "b": 0}})
+    'real faces, planned steps differ (a 24, b 30), one seed each'
+    """
+    steps, seeds = check["steps"], check["seed"]
+    if len(set(steps.values())) == 1 and len(set(seeds.values())) == 1:
+        count = next(iter(steps.values()))
+        what = (f"{'steps not recorded' if count is None else f'{count:,} planned steps'} and "
+                f"seed {next(iter(seeds.values()))} for every loss")
+    elif len(set(steps.values())) != 1:
+        what = "planned steps differ (" + ", ".join(f"{n} {s}" for n, s in steps.items()) + ")"
+    else:
+        what = "seeds differ (" + ", ".join(f"{n} {s}" for n, s in seeds.items()) + ")"
+    return f"{faces}, {what}, one seed each"
+
+
 def control_markdown(check: dict) -> str:
     """:func:`compare_settings` in sentences, for notebook 07.
 

@@ -324,9 +324,10 @@ def plot_predictions(model, prepared, count: int = 3, split: str = "test"):
 
 
 def plot_run_predictions(run_dirs: Sequence, prepared, count: int = 3, split: str = "test",
-                         model_file: str = "best.keras"):
+                         model_file: str = "best.keras", title: str | None = None):
     """The same ``count`` images of ``split`` through the model of each run, side by side:
-    photo, ground truth, then one column per run (titled with the run's name)."""
+    photo, ground truth, then one column per run (titled with the run's name); ``title``
+    heads the figure."""
     from celebseg_utils.engine import inference
 
     info = layout.read_prepare_info(Path(prepared))
@@ -341,14 +342,19 @@ def plot_run_predictions(run_dirs: Sequence, prepared, count: int = 3, split: st
             row.append(predict_label(model, photo, truth.shape[0]))
     titles = ["photo", "ground truth"] + [Path(r).name for r in run_dirs]
     _pyplot()
-    return viz.plot_grid(rows, titles, row_labels=[f"image {k}" for k, _ in samples])
+    fig = viz.plot_grid(rows, titles, row_labels=[f"image {k}" for k, _ in samples])
+    if title:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout(w_pad=1.2, h_pad=0.6)
+    return fig
 
 
 # --------------------------------------------------------------------------- comparing runs
 
-def plot_comparison(results: dict, metric: str = "f1"):
+def plot_comparison(results: dict, metric: str = "f1", subtitle: str | None = None):
     """Per-class ``metric`` ("f1" or "iou") of several runs as grouped bars, the rare
-    classes shaded and named in red. ``results``: ``{run name: results.json dict}``.
+    classes shaded and named in red. ``results``: ``{run name: results.json dict}``;
+    ``subtitle``: what trained them (faces, steps, seeds), under the title.
 
     >>> r = {"ce": {"per_class": {"skin": {"f1": .9}, "hat": {"f1": .2}}},
     ...      "dice": {"per_class": {"skin": {"f1": .8}, "hat": {"f1": .5}}}}
@@ -374,7 +380,8 @@ def plot_comparison(results: dict, metric: str = "f1"):
     label = "IoU" if metric == "iou" else metric.upper()
     ax.set_ylim(0, 1)
     ax.set_ylabel(label)
-    ax.set_title(f"Per-class {label} by loss (rare classes shaded)")
+    ax.set_title(f"Per-class {label} by loss, test split (rare classes shaded)"
+                 + (f"\n{subtitle}" if subtitle else ""))
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

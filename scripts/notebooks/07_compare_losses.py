@@ -99,7 +99,9 @@ planned steps, preset, image size, batch size, schedule, data, ...).
         code("""
 from celebseg_utils.engine import control
 
-notebook.Markdown(control.control_markdown(control.compare_settings(run_dirs)))
+check = control.compare_settings(run_dirs)
+trained = control.budget_text(check, "synthetic faces" if SMOKE else "real faces")  # for titles
+notebook.Markdown(control.control_markdown(check))
 """),
         md("""
 ## Side by side
@@ -125,10 +127,10 @@ necklace. F1 first, then IoU (IoU is the stricter of the two: F1 = 2·IoU / (1 +
         code("""
 from celebseg_utils.interface import notebook_figures as figures
 
-figures.plot_comparison(comparison["runs"], metric="f1");
+figures.plot_comparison(comparison["runs"], metric="f1", subtitle=trained);
 """),
         code("""
-figures.plot_comparison(comparison["runs"], metric="iou");
+figures.plot_comparison(comparison["runs"], metric="iou", subtitle=trained);
 """),
         md("""
 ## The same faces through each model
@@ -138,7 +140,8 @@ legend beside each row names every class in the row's maps, with its share of th
 truth's pixels ("–": only predicted).
 """),
         code("""
-figures.plot_run_predictions(run_dirs, PREPARED_DIR, count=SHOW_IMAGES, split="test");
+figures.plot_run_predictions(run_dirs, PREPARED_DIR, count=SHOW_IMAGES, split="test",
+                             title=f"The same test faces through each loss ({trained})");
 """),
         md("""
 ## Your own photo

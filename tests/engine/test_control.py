@@ -56,3 +56,22 @@ def test_every_other_difference_is_named(tmp_path):
                                      "seed: 0 (sparse_ce), 1 (dice)"]
     text = control.control_markdown(check)
     assert text.startswith("**Not controlled**") and "- seed: 0 (sparse_ce), 1 (dice)" in text
+
+
+def test_figure_titles_say_what_trained_the_runs(tmp_path):
+    runs = [_run(tmp_path, "sparse_ce", ["loss.name=sparse_ce"]),
+            _run(tmp_path, "dice", ["loss.name=dice"], plan=(2, 5))]
+    check = control.compare_settings(runs)
+    assert control.budget_text(check, "synthetic faces") == (
+        "synthetic faces, planned steps differ (sparse_ce 15, dice 10), one seed each")
+    same = control.compare_settings(runs[:1])
+    assert control.budget_text(same) == "real faces, 15 planned steps and seed 0 for every loss, one seed each"
+
+
+def test_the_modules_examples_run():
+    import doctest
+
+    from celebseg_utils.engine import holds
+
+    for module in (control, holds):
+        assert doctest.testmod(module).failed == 0
