@@ -303,9 +303,11 @@ def _split_samples(prepared, split: str, count: int):
     return ids, [(k, read_label(prepared, k)) for k in ids]
 
 
-def plot_predictions(model, prepared, count: int = 3, split: str = "test"):
+def plot_predictions(model, prepared, count: int = 3, split: str = "test",
+                     title: str | None = None):
     """Photo, ground truth, prediction and its overlay for the first ``count`` images of
-    ``split``; each row names the image and its IoU. ``model``: keras model or ``.keras`` path.
+    ``split``; each row names the image and its IoU. ``model``: keras model or ``.keras`` path;
+    ``title`` heads the figure (which faces, which loss, which budget).
     """
     from celebseg_utils.engine import inference
     from celebseg_utils.interface.widgets import image_iou
@@ -320,7 +322,11 @@ def plot_predictions(model, prepared, count: int = 3, split: str = "test"):
         pred = predict_label(model, load_photos(info["data_root"], [k])[0], truth.shape[0])
         rows.append([photo, truth, pred, viz.overlay(photo, pred)])
         names.append(f"image {k}, IoU {image_iou(truth, pred):.2f}")
-    return viz.plot_grid(rows, ["photo", "ground truth", "prediction", "overlay"], row_labels=names)
+    fig = viz.plot_grid(rows, ["photo", "ground truth", "prediction", "overlay"], row_labels=names)
+    if title:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout(w_pad=1.2, h_pad=0.6)
+    return fig
 
 
 def plot_run_predictions(run_dirs: Sequence, prepared, count: int = 3, split: str = "test",

@@ -157,7 +157,10 @@ misses reads "2.1% / 0%", one it invents "0% / 1.5%". Then the viewer, on the sa
 step through the test split and compare the two maps with the per-image IoU.
 """),
             code("""
-figures.plot_predictions(result["best_model"], PREPARED_DIR, count=SHOW_IMAGES, split="test");
+figures.plot_predictions(result["best_model"], PREPARED_DIR, count=SHOW_IMAGES, split="test",
+                         title=f"{run_dir.name}, best validation checkpoint: {faces}, "
+                               f"{cfg.image_size} px, {result['epochs'] * result['steps_per_epoch']:,} "
+                               f"planned steps, seed {cfg.seed}");
 """),
             code("""
 from celebseg_utils import MaskViewer
