@@ -94,7 +94,7 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
     step("data")
     print("[2/5] class statistics of the train split")
     stats = compute_stats(ws["prepared"], progress=progress)
-    plot_class_frequency(stats, figures / "class_frequency.png")
+    plot_class_frequency(stats, figures / "class_frequency.png", faces="synthetic faces")
     step("stats")
     print("[3/5] training DeepLabV3+ MobileNetV3-Large on CPU")
     sets = [f"data.prepared={ws['prepared']}", f"run_dir={out / 'run'}", f"image_size={image_size}",
@@ -111,12 +111,20 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
     print("[5/5] figures")
     from celebseg_utils.visualization import viz
 
-    viz.plot_training_curves(summary["history"], figures / "training_curves.png")
-    _prediction_grid(summary["model"], ws["prepared"], image_size, figures / "predictions.png")
-    for name in ("per_class.png", "confusion_matrix.png"):
-        produced = out / "evaluation" / name
-        if produced.exists():
-            (figures / name).write_bytes(produced.read_bytes())
+    from celebseg_utils.visualization import plots
+
+    # Every demo figure says it shows synthetic faces, which loss and how long it trained.
+    epochs = summary["epochs_completed"]
+    what = (f"synthetic faces, {config.loss.name}, {epochs} epoch{'' if epochs == 1 else 's'} x "
+            f"{summary['steps_per_epoch']} steps, {image_size} px")
+    viz.plot_training_curves(summary["history"], figures / "training_curves.png",
+                             loss=config.loss.name, title=f"Training curves ({what})")
+    _prediction_grid(summary["model"], ws["prepared"], image_size, figures / "predictions.png",
+                     title=f"Test faces ({what})")
+    plots.plot_per_class({"demo model": results}, figures / "per_class.png",
+                         title=f"Per-class scores, test split ({what}; shaded: rare classes)")
+    plots.plot_confusion_matrix(results["confusion_matrix"], figures / "confusion_matrix.png",
+                                title=f"Confusion matrix, row-normalised ({what})")
     step("figures")
     results = {**results, "demo": {"count": count, "image_size": image_size,
                                    "epochs": summary["epochs_completed"],
@@ -128,7 +136,8 @@ def run_demo_pipeline(out="runs/demo", count: int = DEMO_COUNT, image_size: int 
     return results
 
 
-def _prediction_grid(model, prepared, image_size: int, path, rows: int = 4) -> None:
+def _prediction_grid(model, prepared, image_size: int, path, rows: int = 4,
+                     title: str | None = None) -> None:
     import numpy as np
 
     from celebseg_utils.visualization import viz
@@ -139,7 +148,11 @@ def _prediction_grid(model, prepared, image_size: int, path, rows: int = 4) -> N
     predicted = np.argmax(model.predict(images, verbose=0), axis=-1)
     pictures = [[images[i].numpy().astype("uint8"), truths[i, ..., 0].numpy(), predicted[i]]
                 for i in range(images.shape[0])]
-    viz.plot_grid(pictures, ["photo", "ground truth", "prediction"], path=path)
+    fig = viz.plot_grid(pictures, ["photo", "ground truth", "prediction"])
+    if title:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout(w_pad=1.2, h_pad=0.6)
+    viz.save_figure(fig, path)
 
 
 def add_demo_arguments(parser) -> None:

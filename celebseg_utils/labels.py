@@ -1,4 +1,4 @@
-"""The CelebAMask-HQ label table: names in the official order, palette, left/right pairs.
+"""The CelebAMask-HQ label table: names in the official order, palettes, left/right pairs.
 
 The order is the one of the dataset's published preprocessing (`g_mask.py` in
 switchablenorms/CelebAMask-HQ): attribute ``i`` of ``ATTRIBUTES`` gets label id ``i + 1``
@@ -51,6 +51,39 @@ PALETTE: np.ndarray = np.array(
     dtype=np.uint8,
 )
 
+#: The colours pictures use: overlays, figures, the viewer (:mod:`celebseg_utils.visualization.viz`).
+#: The official palette gives neighbouring parts near-identical colours (hair, lower lip and
+#: left eye are three blues; skin and right ear two reds): its smallest CIE76 colour
+#: difference between two parts of :data:`NEIGHBOURS` is 19, between any two parts 15. Here
+#: skin and hair keep their official colours and the other 16 were chosen (a search over
+#: Kelly's colours of maximum contrast and the pure hues) to make the smallest difference
+#: between neighbours as large as possible: 75, and 31 between any two parts. Label maps
+#: saved in colour keep the official :data:`PALETTE`, so that they read like the dataset's.
+OVERLAY_PALETTE: np.ndarray = np.array(
+    [
+        [0, 0, 0], [204, 0, 0], [0, 128, 255], [0, 255, 128], [0, 128, 128],
+        [194, 178, 128], [243, 195, 0], [0, 103, 165], [128, 255, 0], [255, 255, 0],
+        [43, 61, 38], [255, 0, 255], [255, 255, 255], [0, 0, 204], [161, 202, 241],
+        [179, 68, 108], [141, 182, 0], [128, 255, 255], [255, 0, 128],
+    ],
+    dtype=np.uint8,
+)
+
+#: Parts that touch in a face (or overlap it, as eyeglasses do): the pairs whose colours an
+#: overlay must tell apart.
+NEIGHBOURS: tuple[tuple[str, str], ...] = tuple(
+    (a, b) for a, others in (
+        ("skin", ("nose", "l_eye", "r_eye", "l_brow", "r_brow", "l_ear", "r_ear", "mouth",
+                  "u_lip", "l_lip", "hair", "neck", "eye_g", "hat")),
+        ("nose", ("u_lip", "eye_g", "mouth")),
+        ("eye_g", ("l_eye", "r_eye", "l_brow", "r_brow", "hair")),
+        ("l_eye", ("l_brow",)), ("r_eye", ("r_brow",)),
+        ("l_ear", ("hair", "ear_r", "neck")), ("r_ear", ("hair", "ear_r", "neck")),
+        ("mouth", ("u_lip", "l_lip")), ("u_lip", ("l_lip",)),
+        ("hair", ("hat", "l_brow", "r_brow", "cloth", "neck", "ear_r")),
+        ("ear_r", ("neck",)), ("neck_l", ("neck", "cloth", "skin")), ("neck", ("cloth",)),
+    ) for b in others)
+
 #: Left/right class pairs that swap under a horizontal flip.
 LEFT_RIGHT_PAIRS: tuple[tuple[str, str], ...] = (
     ("l_eye", "r_eye"), ("l_brow", "r_brow"), ("l_ear", "r_ear"),
@@ -89,3 +122,4 @@ def _flip_permutation() -> np.ndarray:
 FLIP_PERMUTATION: np.ndarray = _flip_permutation()
 FLIP_PERMUTATION.setflags(write=False)
 PALETTE.setflags(write=False)
+OVERLAY_PALETTE.setflags(write=False)

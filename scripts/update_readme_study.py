@@ -48,7 +48,9 @@ def readme_blocks(study_root: Path = STUDY) -> dict[str, str]:
     early = study_root / "budget250" / "study.json"
     if early.exists():
         report = json.loads(early.read_text())
-        body = study_markdown(report).split("\n", 2)[2].replace("\n## ", "\n#### ")
+        # the block's first line states the budget once for all its tables
+        body = study_markdown(report, budget_in_headings=False).split("\n", 2)[2].replace(
+            "\n## ", "\n#### ")
         blocks["study"] = f"**Early regime: {budget_title(report)}.** " + body
     return blocks
 

@@ -141,8 +141,9 @@ def mount_drive_run_dir(name: str, root: Path | str | None = None, mount: bool =
     """The folder a training notebook writes run ``name`` to (created if missing).
 
     ``root`` wins when given. Otherwise the run goes to Google Drive when it is mounted
-    (so a Colab disconnect loses at most an epoch: training resumes from the last
-    checkpoint there), else to ``local_root`` (``runs/`` beside the notebook).
+    (so a Colab disconnect loses the minutes since the last backup: the run backs itself up
+    every ``backup_every_minutes``, 5 by default, and at every epoch's end, and resumes from
+    there, mid-epoch included), else to ``local_root`` (``runs/`` beside the notebook).
 
     >>> import tempfile
     >>> d = tempfile.mkdtemp()
@@ -162,10 +163,11 @@ def mount_drive_run_dir(name: str, root: Path | str | None = None, mount: bool =
 SMOKE_PRESET = "cpu-demo"
 SMOKE_OVERRIDES = ("image_size=64", "batch_size=4", "epochs=1", "steps_per_epoch=2",
                    "tensorboard=false")
-#: Run name -> the ``--set`` overrides that choose its loss (the runs of notebooks 04-06).
-RUN_LOSSES = {name: tuple(RECIPES[name].overrides())
-              for name in ("sparse_ce", "weighted_ce", "dice", "jaccard")}
-_NOTEBOOK_OF_RUN = {"sparse_ce": "04", "weighted_ce": "05", "dice": "06", "jaccard": "06"}
+#: Run name -> the ``--set`` overrides that choose its loss (the runs of notebooks 04-06:
+#: every recipe of ``models/recipes.py``; notebook 05 trains the one its ``LOSS`` names).
+RUN_LOSSES = {name: tuple(recipe.overrides()) for name, recipe in RECIPES.items()}
+_NOTEBOOK_OF_RUN = {"sparse_ce": "04", "pixel_weighted_ce": "05", "weighted_ce": "05",
+                    "ce_onehot": "05", "dice": "06", "jaccard": "06"}
 RESULTS_FILE = "results.json"
 
 
@@ -423,6 +425,16 @@ def comparison_summary(results: dict, baseline: str | None = None) -> Markdown:
              f"({_score(results[best_f1]['mean_f1'])}). Baseline `{baseline}`: "
              f"{averaged_label(base, 'miou')} {_score(base['miou'])}, "
              f"{averaged_label(base, 'mean_f1')} {_score(base['mean_f1'])}."]
+    # The study's rule for "holds" (engine/holds.py), applied to these runs: one seed per
+    # loss here, so it says that no difference can be judged to hold.
+    from celebseg_utils.engine.holds import judge
+
+    others = [r for r in runs if r != baseline]
+    if others:
+        versus = best_f1 if best_f1 != baseline else others[0]
+        diff = _num(results[versus]["mean_f1"]) - _num(base["mean_f1"])
+        lines.append(f"`{versus}` against `{baseline}`, mean F1 {diff:+.3f}: "
+                     f"{judge([diff]).reason}. Every difference below is one run against one run.")
     items = []
     for name in L.RARE_CLASSES:
         if name not in base["per_class"]:

@@ -155,13 +155,14 @@ def plot_viewer(viewer):
     return fig
 
 
-def plot_history(history: dict):
-    """Loss and mIoU per epoch, training and validation (``train.train(cfg)["history"]``).
+def plot_history(history: dict, loss: str | None = None, title: str | None = None):
+    """Loss and mIoU per epoch, training and validation (``train.train(cfg)["history"]``);
+    the loss panel names ``loss`` (the run's ``cfg.loss.name``), ``title`` heads the figure.
 
     >>> fig = plot_history({"epoch": [0, 1], "loss": [1.2, 0.8], "val_loss": [1.3, 1.0],
-    ...                     "miou": [0.2, 0.4], "val_miou": [0.18, 0.3]})
+    ...                     "miou": [0.2, 0.4], "val_miou": [0.18, 0.3]}, loss="dice")
     >>> [ax.get_title() for ax in fig.axes]
-    ['loss', 'mIoU']
+    ['loss (dice)', 'mIoU']
     """
     from matplotlib.ticker import MaxNLocator
 
@@ -169,17 +170,20 @@ def plot_history(history: dict):
 
     epochs = [e + 1 for e in history.get("epoch", range(len(history.get("loss", []))))]
     fig, axes = plt.subplots(1, 2, figsize=(9, 3.2))
-    for ax, key, title in ((axes[0], "loss", "loss"), (axes[1], "miou", "mIoU")):
+    loss_title = f"loss ({loss})" if loss else "loss"
+    for ax, key, panel in ((axes[0], "loss", loss_title), (axes[1], "miou", "mIoU")):
         for prefix, style in (("", "-o"), ("val_", "--o")):
             values = history.get(prefix + key)
             if values:
                 ax.plot(epochs[:len(values)], values, style, label=(prefix or "train_").rstrip("_"))
-        ax.set_title(title)
+        ax.set_title(panel)
         ax.set_xlabel("epoch")
         ax.xaxis.set_major_locator(MaxNLocator(integer=True))
         if ax.lines:
             ax.legend(frameon=False)
         ax.grid(alpha=0.3)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     return fig
 
@@ -299,9 +303,11 @@ def _split_samples(prepared, split: str, count: int):
     return ids, [(k, read_label(prepared, k)) for k in ids]
 
 
-def plot_predictions(model, prepared, count: int = 3, split: str = "test"):
+def plot_predictions(model, prepared, count: int = 3, split: str = "test",
+                     title: str | None = None):
     """Photo, ground truth, prediction and its overlay for the first ``count`` images of
-    ``split``; each row names the image and its IoU. ``model``: keras model or ``.keras`` path.
+    ``split``; each row names the image and its IoU. ``model``: keras model or ``.keras`` path;
+    ``title`` heads the figure (which faces, which loss, which budget).
     """
     from celebseg_utils.engine import inference
     from celebseg_utils.interface.widgets import image_iou
@@ -316,13 +322,18 @@ def plot_predictions(model, prepared, count: int = 3, split: str = "test"):
         pred = predict_label(model, load_photos(info["data_root"], [k])[0], truth.shape[0])
         rows.append([photo, truth, pred, viz.overlay(photo, pred)])
         names.append(f"image {k}, IoU {image_iou(truth, pred):.2f}")
-    return viz.plot_grid(rows, ["photo", "ground truth", "prediction", "overlay"], row_labels=names)
+    fig = viz.plot_grid(rows, ["photo", "ground truth", "prediction", "overlay"], row_labels=names)
+    if title:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout(w_pad=1.2, h_pad=0.6)
+    return fig
 
 
 def plot_run_predictions(run_dirs: Sequence, prepared, count: int = 3, split: str = "test",
-                         model_file: str = "best.keras"):
+                         model_file: str = "best.keras", title: str | None = None):
     """The same ``count`` images of ``split`` through the model of each run, side by side:
-    photo, ground truth, then one column per run (titled with the run's name)."""
+    photo, ground truth, then one column per run (titled with the run's name); ``title``
+    heads the figure."""
     from celebseg_utils.engine import inference
 
     info = layout.read_prepare_info(Path(prepared))
@@ -337,14 +348,19 @@ def plot_run_predictions(run_dirs: Sequence, prepared, count: int = 3, split: st
             row.append(predict_label(model, photo, truth.shape[0]))
     titles = ["photo", "ground truth"] + [Path(r).name for r in run_dirs]
     notebook_pyplot()
-    return viz.plot_grid(rows, titles, row_labels=[f"image {k}" for k, _ in samples])
+    fig = viz.plot_grid(rows, titles, row_labels=[f"image {k}" for k, _ in samples])
+    if title:
+        fig.suptitle(title, fontsize=10)
+        fig.tight_layout(w_pad=1.2, h_pad=0.6)
+    return fig
 
 
 # --------------------------------------------------------------------------- comparing runs
 
-def plot_comparison(results: dict, metric: str = "f1"):
+def plot_comparison(results: dict, metric: str = "f1", subtitle: str | None = None):
     """Per-class ``metric`` ("f1" or "iou") of several runs as grouped bars, the rare
-    classes shaded and named in red. ``results``: ``{run name: results.json dict}``.
+    classes shaded and named in red. ``results``: ``{run name: results.json dict}``;
+    ``subtitle``: what trained them (faces, steps, seeds), under the title.
 
     >>> r = {"ce": {"per_class": {"skin": {"f1": .9}, "hat": {"f1": .2}}},
     ...      "dice": {"per_class": {"skin": {"f1": .8}, "hat": {"f1": .5}}}}
@@ -370,7 +386,8 @@ def plot_comparison(results: dict, metric: str = "f1"):
     label = "IoU" if metric == "iou" else metric.upper()
     ax.set_ylim(0, 1)
     ax.set_ylabel(label)
-    ax.set_title(f"Per-class {label} by loss (rare classes shaded)")
+    ax.set_title(f"Per-class {label} by loss, test split (rare classes shaded)"
+                 + (f"\n{subtitle}" if subtitle else ""))
     ax.legend(frameon=False, loc="upper left", bbox_to_anchor=(1.0, 1.0), fontsize=8)
     ax.grid(axis="y", alpha=0.3)
     fig.tight_layout()

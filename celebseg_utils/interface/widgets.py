@@ -248,7 +248,7 @@ class MaskViewer:
                                          layout=w.Layout(width="auto"))
                               for name in L.CLASS_NAMES]
         swatches = [w.HTML(f'<div style="width:14px;height:14px;margin-top:6px;background:'
-                           f'{_hex(L.PALETTE[i])};border:1px solid #888"></div>')
+                           f'{_hex(L.OVERLAY_PALETTE[i])};border:1px solid #888"></div>')
                     for i in range(L.NUM_CLASSES)]
         self.show_all = w.Button(description="all", layout=w.Layout(width="60px"))
         self.show_none = w.Button(description="none", layout=w.Layout(width="60px"))

@@ -314,10 +314,27 @@ def gradient_share_table(prepared, model=None, batches: int = 8, batch_size: int
 
 # --- figure -----------------------------------------------------------------------------
 
-def plot_gradient_shares(table, path=None):
+def logits_text(table: dict) -> str:
+    """Where a table's logits came from, in words and without a machine's path: the zero
+    logits of the start of training, or a trained model named by its last three path parts.
+
+    >>> logits_text({"logits": "zeros"})
+    'zero logits (start of training)'
+    >>> logits_text({"logits": "model:/work/study-out/runs/sparse_ce/seed0/best.keras"})
+    'logits of the trained model sparse_ce/seed0/best.keras'
+    """
+    logits = str(table["logits"])
+    if logits == "zeros":
+        return "zero logits (start of training)"
+    name = logits.split(":", 1)[1] if logits.startswith("model:") else logits
+    return "logits of the trained model " + "/".join(Path(name).parts[-3:])
+
+
+def plot_gradient_shares(table, path=None, faces: str = "real faces"):
     """Grouped bars (log y) of the gradient share of each facial class per scheme, the
     class's pixel share as a black tick, rare classes shaded with bold labels. ``table`` is
-    one :func:`gradient_share_table` result or a list of them (one row each). Saved with
+    one :func:`gradient_share_table` result or a list of them (one row each); ``faces``
+    says what the batches were ("synthetic faces" in SMOKE runs). Saved with
     :func:`viz.save_figure` when ``path`` is given; returns the figure.
     """
     import matplotlib
@@ -360,9 +377,9 @@ def plot_gradient_shares(table, path=None):
         ax.set_ylabel("share of d loss / d logits")
         ax.grid(axis="y", alpha=0.3, zorder=1)
         bg = ", ".join(f"{s} {t['shares'][s][0]:.2f}" for s in schemes)
-        logits = "zero logits (start of training)" if t["logits"] == "zeros" else t["logits"]
-        ax.set_title(f"Gradient share per true facial class, {logits}; {t['batches']} batches "
-                     f"x {t['batch_size']} images\n(background share: {bg}; rare classes "
+        ax.set_title(f"Gradient share per true facial class, {logits_text(t)}; "
+                     f"{t['batches']} training batches x {t['batch_size']} {faces} at "
+                     f"{t.get('image_size', '?')} px\n(background share: {bg}; rare classes "
                      f"shaded, bold)", fontsize=9)
         ax.legend(fontsize=8, loc="upper left", bbox_to_anchor=(1.005, 1.0), frameon=False)
     fig.tight_layout()

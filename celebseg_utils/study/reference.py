@@ -1,8 +1,8 @@
 """The committed reference: the loss study as measured on real faces, shipped with the package.
 
-``reference/study.json`` is the ``study.json`` that ``celebseg study`` wrote for the
-README's "The loss study on real faces" (4,000 real CelebAMask-HQ faces, preset
-``cpu-real``), and ``reference/gradient_shares.json`` the gradient-share measurement of
+``reference/study.json`` is a copy of ``figures/study/budget250/study.json``, the report
+``celebseg study`` wrote for the README's "The loss study on real faces" (4,000 real
+CelebAMask-HQ faces, preset ``cpu-real``, 250 steps), and ``reference/gradient_shares.json`` the gradient-share measurement of
 ``scripts/measure_gradient_shares.py``. Notebooks show them beside a user's own runs, and
 :func:`conclusions` turns a study report into sentences, so the text always says what the
 numbers say.
@@ -36,26 +36,28 @@ def reference_gradient_shares() -> dict:
 
 def reference_markdown() -> str:
     """The reference study's tables (``study.md``), headed as the reference they are."""
-    from celebseg_utils.study.report import study_markdown
+    from celebseg_utils.study.report import budget_title, study_markdown
 
     report = reference_study()
     body = study_markdown(report).split("\n", 1)[1]
-    return (f"**Reference (committed measurement, not your run)**: {len(report['arms'])} arms x "
-            f"{report['seeds_complete']} seeds on real faces, preset "
+    return (f"**Reference (committed measurement, not your run)**: {len(report['arms'])} arms on "
+            f"real faces, {budget_title(report)}, preset "
             f"`{report.get('settings', {}).get('preset', '?')}`.\n" + body)
 
 
 def _arm_line(arm: str, comp: dict, summary: dict, baseline: str) -> str:
+    from celebseg_utils.engine.holds import judge_entry
+
     mean = comp["mean_f1"]
-    verdict = ("holds across seeds" if mean["holds"] else "does not hold across seeds")
+    verdict = judge_entry(mean).reason  # says which of the three checks failed, if any
     held = [(L.DISPLAY_NAMES[c], comp[c]["diff_mean"]) for c in L.RARE_CLASSES
-            if c in comp and comp[c]["holds"]]
+            if c in comp and judge_entry(comp[c]).holds]
     rare = ("; rare classes where the change holds: "
             + ", ".join(f"{n} {d:+.3f}" for n, d in held)) if held else "; no rare-class change holds"
     return (f"- `{arm}`: mean F1 {summary[arm]['mean_f1']['mean']:.3f} vs "
             f"{summary[baseline]['mean_f1']['mean']:.3f} for `{baseline}` "
-            f"({mean['diff_mean']:+.3f}, per seed {', '.join(f'{x:+.3f}' for x in mean['diff_per_seed'])}; "
-            f"{verdict}){rare}.")
+            f"({mean['diff_mean']:+.3f}, per seed {', '.join(f'{x:+.3f}' for x in mean['diff_per_seed'])}): "
+            f"{verdict}{rare}.")
 
 
 def conclusions(report: dict) -> str:

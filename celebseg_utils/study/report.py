@@ -4,21 +4,12 @@ Per arm, over the seeds it finished: mean and standard deviation (``ddof=1``) of
 over the 18 facial classes, the mIoU over 19 classes and the pixel accuracy, and of each
 class's F1, precision and recall on the test split.
 
-Against the baseline (``sparse_ce``), for the mean F1 and each rare class's F1, three checks,
-all required for a difference to *hold*:
-
-- **the sign over seeds**: run ``s`` of an arm and run ``s`` of the baseline share their
-  initial weights and batches, so ``d_s = score(arm, s) - score(baseline, s)`` isolates the
-  loss; the difference holds across seeds when every ``d_s`` has the same sign. With 3 seeds
-  this alone would happen by chance 1 time in 4 (2 x 1/2^3) when the loss changes nothing,
-  so it is a consistency check, not a significance test;
-- **a paired bootstrap over test faces** (2,000 resamples): the same resampled faces score
-  both arms, per seed, and the seed-averaged difference's 95% interval must exclude 0. It
-  measures how much the difference depends on which faces the test split happened to hold;
-- **beyond the seed noise**: the difference must exceed twice the larger of the two arms'
-  standard deviations over seeds. The bootstrap sees only the test faces, not the training
-  noise, and the ``ce_onehot`` arm (the same loss as the baseline) showed that the first two
-  tests alone let a seed-level wobble through.
+Against the baseline (``sparse_ce``), for the mean F1 and each rare class's F1: the per-seed
+differences (run ``s`` of an arm and of the baseline share their initial weights and batches,
+so their difference isolates the loss), a paired bootstrap over test faces (2,000 resamples)
+and the seed noise. Whether a difference *holds* is decided by the three checks of
+:mod:`celebseg_utils.engine.holds` (sign over seeds, bootstrap interval, twice the seed
+noise), the one definition the notebooks and the README use too.
 
 A class's F1 pools its pixels over the faces (``2 TP / (2 TP + FP + FN)``), as ``celebseg
 evaluate`` does; a class absent from truth and prediction has no F1 and is left out of the
@@ -36,6 +27,7 @@ from pathlib import Path
 import numpy as np
 
 from celebseg_utils import labels as L
+from celebseg_utils.engine.holds import RULE, judge, judge_entry, paired_sign  # noqa: F401 (paired_sign: the report's API)
 from celebseg_utils.fileio import atomic_write_json, atomic_write_text
 from celebseg_utils.visualization.viz import pyplot
 
@@ -59,17 +51,6 @@ def result_dir(out, arm: str, seed: int, results_root=None) -> Path:
 
 def _name(class_id: int) -> str:
     return L.DISPLAY_NAMES[L.CLASS_NAMES[class_id]]
-
-
-def paired_sign(diffs) -> float:
-    """1.0 when every paired difference is positive, 0.0 when signs differ, -1.0 when all
-    are negative (a zero difference counts as a differing sign)."""
-    diffs = np.asarray(diffs, dtype=np.float64)
-    if diffs.size and (diffs > 0).all():
-        return 1.0
-    if diffs.size and (diffs < 0).all():
-        return -1.0
-    return 0.0
 
 
 def f1_from_counts(tp, fp, fn) -> np.ndarray:
@@ -186,8 +167,7 @@ def paired_comparison(base: dict, arm: dict, rng) -> dict:
         diff = float(np.nanmean(diffs))
         out[key] = {"diff_mean": diff, "diff_per_seed": diffs, "sign_over_seeds": sign,
                     "ci95": [float(lo), float(hi)], "seed_noise": noise,
-                    "holds": bool(sign != 0 and (lo > 0 or hi < 0) and len(seeds) >= 2
-                                  and abs(diff) > 2 * noise)}
+                    "holds": judge(diffs, (lo, hi), noise).holds}
     return out
 
 
@@ -283,7 +263,8 @@ def budget_title(report: dict) -> str:
                   "steps " + "/".join(f"{s:,}" for s in steps) if steps else "steps not recorded")
     size_text = f"{size} px" if isinstance(size, int) else (
         "/".join(map(str, size)) + " px" if size else "size not recorded")
-    return f"{steps_text}, {size_text}, {report.get('seeds_complete', 0)} complete seeds"
+    seeds = report.get("seeds_complete", 0)
+    return f"{steps_text}, {size_text}, {seeds} complete seed{'' if seeds == 1 else 's'}"
 
 
 def _pm(stat: dict, digits: int = 3) -> str:
@@ -292,7 +273,10 @@ def _pm(stat: dict, digits: int = 3) -> str:
     return f"{stat['mean']:.{digits}f} ± {stat['std']:.{digits}f}"
 
 
-def study_markdown(report: dict) -> str:
+def study_markdown(report: dict, budget_in_headings: bool = True) -> str:
+    """``study.md``: the tables of a report, each heading with the budget that trained the
+    models (:func:`budget_title`). ``budget_in_headings=False`` states it in the first
+    heading only, for a page that heads the whole block with it (the README's)."""
     arms, summary = report["arms"], report["summary"]
     n_facial = min((summary[a]["facial_classes_averaged"] for a in arms), default=0)
     lines = [f"# The loss study: {len(arms)} arms, {report['seeds_complete']} complete seeds "
@@ -308,7 +292,8 @@ def study_markdown(report: dict) -> str:
         cells = [_pm(s["per_class"][L.CLASS_NAMES[c]]["f1"]) for c in RARE]
         lines.append(f"| {a} | {len(s['seeds'])} | {_pm(s['mean_f1'])} | {_pm(s['miou'])} | "
                      f"{_pm(s['pixel_accuracy'])} | " + " | ".join(cells) + " |")
-    lines += ["", "## Rare classes: precision and recall", "",
+    budget = f" ({budget_title(report)})" if budget_in_headings else ""
+    lines += ["", f"## Rare classes: precision and recall{budget}", "",
               "| arm | " + " | ".join(f"{_name(c)} P / R" for c in RARE) + " |",
               "|---|" + "---:|" * len(RARE)]
     for a in arms:
@@ -318,7 +303,7 @@ def study_markdown(report: dict) -> str:
         lines.append(f"| {a} | " + " | ".join(cells) + " |")
     label = (report.get("protocols") or {}).get("label_size")
     if label and label["summary"]:
-        lines += ["", "## At the labels' own size (the published tables' protocol)", "",
+        lines += ["", f"## At the labels' own size (the published tables' protocol){budget}", "",
                   "Logits upsampled to the 512 px label maps before the argmax; one confusion "
                   "matrix over the test split.", "",
                   "| arm | seeds | mean F1 | mIoU | pixel accuracy | " + " | ".join(
@@ -331,14 +316,12 @@ def study_markdown(report: dict) -> str:
             cells = [_pm(s_["per_class"][L.CLASS_NAMES[c]]["f1"]) for c in RARE]
             lines.append(f"| {a} | {len(s_['seeds'])} | {_pm(s_['mean_f1'])} | {_pm(s_['miou'])} "
                          f"| {_pm(s_['pixel_accuracy'])} | " + " | ".join(cells) + " |")
-    lines += curve_markdown(report)
+    lines += curve_markdown(report, budget_in_heading=budget_in_headings)
     if report["versus_baseline"]:
-        lines += ["", f"## Against {report['baseline']}, paired by seed", "",
+        lines += ["", f"## Against {report['baseline']}, paired by seed{budget}", "",
                   "Difference of the arm minus the baseline (mean over seeds); the per-seed "
                   "differences; the 95% paired-bootstrap interval over test faces; the seed noise "
-                  "(the larger standard deviation over seeds of the two arms); **holds** when "
-                  "every seed agrees in sign, the interval excludes 0 and the difference exceeds "
-                  "twice the seed noise.", "",
+                  f"(the larger standard deviation over seeds of the two arms); {RULE}.", "",
                   "| arm | score | difference | per seed | 95% interval | seed noise | holds |",
                   "|---|---|---:|---|---|---:|---|"]
         for a, comp in report["versus_baseline"].items():
@@ -350,8 +333,8 @@ def study_markdown(report: dict) -> str:
                 per_seed = ", ".join(f"{x:+.3f}" for x in d["diff_per_seed"])
                 lines.append(f"| {a} | {label} | {d['diff_mean']:+.3f} | {per_seed} | "
                              f"[{d['ci95'][0]:+.3f}, {d['ci95'][1]:+.3f}] | {d['seed_noise']:.3f} | "
-                             f"{'**yes**' if d['holds'] else 'no'} |")
-    lines += ["", "## Every class: F1", "",
+                             f"{'**yes**' if judge_entry(d).holds else 'no'} |")
+    lines += ["", f"## Every class: F1{budget}", "",
               "| class | " + " | ".join(arms) + " |", "|---|" + "---:|" * len(arms)]
     for c in FACIAL:
         name = L.CLASS_NAMES[c]
@@ -366,13 +349,16 @@ def study_markdown(report: dict) -> str:
     return "\n".join(lines) + "\n"
 
 
-def curve_markdown(report: dict, protocol: str = "model_size") -> list[str]:
+def curve_markdown(report: dict, protocol: str = "model_size",
+                   budget_in_heading: bool = True) -> list[str]:
     """The learning curve as a table: each arm's mean-F1 difference from the baseline at each
     step budget, in bold where it holds (the same three checks)."""
     budgets = report.get("budgets") or []
     if not budgets or not report.get("versus_baseline"):
         return []
-    lines = ["", f"## Learning curve: mean F1 minus {report['baseline']} at each step budget", "",
+    budget = f" ({budget_title(report)})" if budget_in_heading else ""
+    lines = ["", f"## Learning curve: mean F1 minus {report['baseline']} at each step budget"
+                 f"{budget}", "",
              "The same runs scored on the test split after each number of training steps (the "
              "learning rate still decaying towards the run's end); **bold** where the difference "
              "holds by the three checks.", "",
@@ -386,7 +372,7 @@ def curve_markdown(report: dict, protocol: str = "model_size") -> list[str]:
                 cells.append("n/a")
                 continue
             text = f"{comp['diff_mean']:+.3f}"
-            cells.append(f"**{text}**" if comp["holds"] else text)
+            cells.append(f"**{text}**" if judge_entry(comp).holds else text)
         lines.append(f"| {arm} | " + " | ".join(cells) + " |")
     return lines
 
@@ -400,7 +386,7 @@ def plot_learning_curves(report: dict, path=None, protocol: str = "model_size"):
     budgets = report.get("budgets") or []
     keys = ["mean_f1"] + [L.CLASS_NAMES[c] for c in RARE]
     fig, axes = plt.subplots(1, len(keys), figsize=(4 * len(keys), 3.8), sharex=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = _arm_colours(plt, report["arms"])  # each arm's colour as in the other figures
     arms = [a for a in report["arms"] if a != report["baseline"]]
     for ax, key in zip(axes, keys):
         for j, arm in enumerate(arms):
@@ -414,9 +400,8 @@ def plot_learning_curves(report: dict, path=None, protocol: str = "model_size"):
                 mean.append(comp["diff_mean"])
                 lo.append(min(per_seed))
                 hi.append(max(per_seed))
-            colour = colours[j % len(colours)]
-            ax.plot(xs, mean, marker="o", ms=3, color=colour, label=arm)
-            ax.fill_between(xs, lo, hi, color=colour, alpha=0.15, lw=0)
+            ax.plot(xs, mean, marker="o", ms=3, color=colour[arm], label=arm)
+            ax.fill_between(xs, lo, hi, color=colour[arm], alpha=0.15, lw=0)
         ax.axhline(0, color="#888", lw=0.8)
         ax.set_xscale("log", base=2)
         ax.set_xticks(budgets)
@@ -424,33 +409,76 @@ def plot_learning_curves(report: dict, path=None, protocol: str = "model_size"):
         ax.set_xlabel("training steps")
         ax.set_title("mean F1" if key == "mean_f1" else f"F1 {L.DISPLAY_NAMES[key]}")
     axes[0].set_ylabel(f"difference from {report['baseline']}")
-    axes[-1].legend(fontsize=7, loc="best")
-    fig.suptitle(f"Loss study learning curves, test split (real faces, {budget_title(report)}); "
-                 f"band: range over seeds")
-    fig.tight_layout()
+    from matplotlib.lines import Line2D
+
+    # one legend for the figure, every arm in it, even one a panel has no value for
+    fig.legend([Line2D([], [], marker="o", ms=3, color=colour[a]) for a in arms], arms,
+               loc="lower center", ncol=min(len(arms), 7), fontsize=8, frameon=False)
+    fig.suptitle(figure_title(report, f"Learning curves: each loss minus {report['baseline']}; "
+                                      f"band: range over seeds"))
+    fig.tight_layout(rect=(0, 0.08, 1, 1))
     if path is not None:
         save_figure(fig, path)
     return fig
 
 
+def faces_kind(report: dict) -> str:
+    """"synthetic faces" for a study of ``celebseg_utils.demo.smoke_workspace`` data (its
+    ``smoke.json`` beside the prepared folder), else "real faces" (CelebAMask-HQ).
+
+    >>> faces_kind({"settings": {"prepared": "/nonexistent/prepared"}})
+    'real faces'
+    """
+    prepared = (report.get("settings") or {}).get("prepared")
+    if prepared and (Path(prepared).parent / "smoke.json").exists():
+        return "synthetic faces"
+    return "real faces"
+
+
+def figure_title(report: dict, what: str) -> str:
+    """A study figure's title: what it shows, then the faces, the budget and the split.
+
+    >>> figure_title({"steps": 250, "image_size": 128, "seeds_complete": 3}, "Per-class F1")
+    'Per-class F1\\nreal faces, 250 steps, 128 px, 3 complete seeds; test split'
+    """
+    return f"{what}\n{faces_kind(report)}, {budget_title(report)}; test split"
+
+
+def _arm_colours(plt, arms) -> dict:
+    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    return {a: colours[j % len(colours)] for j, a in enumerate(arms)}
+
+
 def plot_per_class_f1(report: dict, path=None):
-    """Grouped bars: per-class F1 of every arm, error bars = std over seeds, rare classes shaded."""
+    """Grouped bars: per-class F1 of every arm, error bars = std over seeds, rare classes
+    shaded. A class an arm has no F1 for (absent from its truth and its prediction on every
+    seed) gets an "x" at the bottom instead of a bar, and the legend says so."""
+    from matplotlib.lines import Line2D
+
     from celebseg_utils.visualization.viz import save_figure
 
     plt = pyplot()
     arms, summary = report["arms"], report["summary"]
-    fig, ax = plt.subplots(figsize=(14, 4.8))
+    colour = _arm_colours(plt, arms)
+    fig, ax = plt.subplots(figsize=(14, 5.2))
     width = 0.8 / max(1, len(arms))
     x = np.arange(len(FACIAL))
     for i, c in enumerate(FACIAL):
         if c in RARE:
             ax.axvspan(i - 0.45, i + 0.45, color="#fde2c8", zorder=0)
+    missing_any = False
     for j, a in enumerate(arms):
         pc = summary[a]["per_class"]
-        means = [pc[L.CLASS_NAMES[c]]["f1"]["mean"] or 0.0 for c in FACIAL]
-        stds = [pc[L.CLASS_NAMES[c]]["f1"]["std"] or 0.0 for c in FACIAL]
-        ax.bar(x - 0.4 + width * (j + 0.5), means, width, yerr=stds, capsize=1.5, label=a,
-               error_kw={"elinewidth": 0.8})
+        means = np.array([np.nan if pc[L.CLASS_NAMES[c]]["f1"]["mean"] is None
+                          else pc[L.CLASS_NAMES[c]]["f1"]["mean"] for c in FACIAL])
+        stds = np.array([pc[L.CLASS_NAMES[c]]["f1"]["std"] or 0.0 for c in FACIAL])
+        where = x - 0.4 + width * (j + 0.5)
+        ax.bar(where, np.nan_to_num(means), width, yerr=stds, capsize=1.5, label=a,
+               color=colour[a], error_kw={"elinewidth": 0.8})
+        gone = np.isnan(means)
+        if gone.any():
+            missing_any = True
+            ax.plot(where[gone], np.full(gone.sum(), 0.02), "x", color=colour[a], ms=6, mew=1.5)
     ax.set_xticks(x)
     ax.set_xticklabels([_name(c) for c in FACIAL], rotation=40, ha="right")
     for tick, c in zip(ax.get_xticklabels(), FACIAL):
@@ -458,8 +486,12 @@ def plot_per_class_f1(report: dict, path=None):
             tick.set_fontweight("bold")
     ax.set_ylabel("test F1 (mean ± std over seeds)")
     ax.set_ylim(0, 1)
-    ax.set_title("Per-class F1 by loss; rare classes shaded")
-    ax.legend(ncol=min(len(arms), 5), fontsize=8, loc="upper right")
+    ax.set_title(figure_title(report, "Per-class F1 by loss; rare classes shaded and bold"))
+    handles, labels = ax.get_legend_handles_labels()
+    if missing_any:
+        handles.append(Line2D([], [], ls="", marker="x", color="0.3", mew=1.5))
+        labels.append("x: no F1 (class neither in truth nor predicted)")
+    ax.legend(handles, labels, ncol=min(len(labels), 4), fontsize=8, loc="upper right")
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)
@@ -467,30 +499,53 @@ def plot_per_class_f1(report: dict, path=None):
 
 
 def plot_rare_precision_recall(report: dict, path=None):
-    """One panel per rare class: each arm's precision against recall (± std over seeds)."""
+    """One panel per rare class: each arm's precision against recall (± std over seeds).
+
+    Every arm is in the legend. An arm that never predicted the class has a recall but no
+    precision (no predicted pixel to be right or wrong): it is drawn as a hollow marker on
+    the "no precision" line below the axis instead of vanishing."""
+    from matplotlib.lines import Line2D
+
     from celebseg_utils.visualization.viz import save_figure
 
     plt = pyplot()
     arms, summary = report["arms"], report["summary"]
-    fig, axes = plt.subplots(1, len(RARE), figsize=(4 * len(RARE), 4), sharex=True, sharey=True)
-    colours = plt.rcParams["axes.prop_cycle"].by_key()["color"]
+    colour = _arm_colours(plt, arms)
+    fig, axes = plt.subplots(1, len(RARE), figsize=(4 * len(RARE), 4.6), sharex=True, sharey=True)
+    floor = -0.08  # where an arm without precision is drawn
     for ax, c in zip(np.atleast_1d(axes), RARE):
+        unmeasured = 0
         for j, a in enumerate(arms):
             s = summary[a]["per_class"][L.CLASS_NAMES[c]]
             r, p = s["recall"], s["precision"]
-            if r["mean"] is None or p["mean"] is None:
+            if r["mean"] is None:
+                continue
+            if p["mean"] is None:
+                # side by side, so that several arms at the same recall stay visible
+                ax.plot(r["mean"] + 0.025 * unmeasured, floor, "o", mfc="none", mec=colour[a],
+                        mew=1.5, ms=7, clip_on=False)
+                unmeasured += 1
                 continue
             ax.errorbar(r["mean"], p["mean"], xerr=r["std"], yerr=p["std"], fmt="o", capsize=2,
-                        color=colours[j % len(colours)], label=a)
+                        color=colour[a])
         ax.plot([0, 1], [0, 1], color="#bbb", lw=0.8, zorder=0)
+        ax.axhline(floor, color="#999", lw=0.6, ls=":")
         ax.set_title(_name(c))
         ax.set_xlabel("recall")
-        ax.set_xlim(0, 1)
-        ax.set_ylim(0, 1)
-    np.atleast_1d(axes)[0].set_ylabel("precision")
-    np.atleast_1d(axes)[-1].legend(fontsize=8, loc="lower right")
-    fig.suptitle("Rare classes: precision vs recall by loss (mean ± std over seeds)")
-    fig.tight_layout()
+        ax.set_xlim(-0.02, 1)
+        ax.set_ylim(floor - 0.04, 1)
+    first = np.atleast_1d(axes)[0]
+    first.set_ylabel("precision")
+    first.text(0.98, floor, "no precision", ha="right", va="bottom", fontsize=7, color="#666")
+    handles = [Line2D([], [], ls="", marker="o", color=colour[a]) for a in arms]
+    labels = list(arms)
+    handles.append(Line2D([], [], ls="", marker="o", mfc="none", mec="0.3", mew=1.5))
+    labels.append("hollow: never predicted (no precision)")
+    fig.legend(handles, labels, loc="lower center", ncol=min(len(labels), 7), fontsize=8,
+               frameon=False)
+    fig.suptitle(figure_title(report, "Rare classes: precision vs recall by loss "
+                                      "(mean ± std over seeds)"))
+    fig.tight_layout(rect=(0, 0.07, 1, 1))
     if path is not None:
         save_figure(fig, path)
     return fig
@@ -500,7 +555,7 @@ def plot_test_faces(out, report: dict, seed: int = 0, path=None, runs_root=None)
     """Rows: test faces; columns: photo, ground truth, then each arm's prediction (one seed).
     None when the prepared folder the study read is not on this machine."""
     from celebseg_utils.data import layout
-    from celebseg_utils.visualization.viz import colorize, plot_grid, resize_label
+    from celebseg_utils.visualization.viz import plot_grid, resize_label, save_figure
 
     prepared = Path(report["settings"]["prepared"])
     if not (prepared / "prepare.json").exists():
@@ -521,8 +576,52 @@ def plot_test_faces(out, report: dict, seed: int = 0, path=None, runs_root=None)
             photo = np.asarray(im.convert("RGB").resize((size, size), Image.BILINEAR))
         with Image.open(layout.label_path(prepared, k)) as im:
             truth = resize_label(np.asarray(im), (size, size))
-        rows.append([photo, colorize(truth)] + [colorize(preds[a][k]) for a in arms])
-    return plot_grid(rows, ["photo", "ground truth"] + arms, path=path)
+        rows.append([photo, truth] + [preds[a][k] for a in arms])
+    if not rows:
+        return None
+    fig = plot_grid(rows, ["photo", "ground truth"] + arms,
+                    row_labels=[f"test face {k}" for k in ids])
+    fig.suptitle(figure_title(report, f"The same test faces through each loss (seed {seed}; "
+                                      f"overlay palette)"), fontsize=10)
+    fig.tight_layout(w_pad=1.2, h_pad=0.6)
+    if path is not None:
+        save_figure(fig, path)
+    return fig
+
+
+def redraw_study_figures(folder, seed: int = 0) -> list[Path]:
+    """Draw a written study's figures again from its ``study.json`` (after a change to the
+    figures' code), where they are: ``FOLDER/figures/`` or, without it, ``FOLDER``. The
+    test-face grid is redrawn only where the runs' predictions (``FOLDER/arms/``) and the
+    prepared folder the study read are on this machine. Returns the files written.
+
+    >>> redraw_study_figures("figures/study/budget250")  # doctest: +SKIP
+    [PosixPath('figures/study/budget250/per_class_f1.png'), ...]
+    """
+    import matplotlib.pyplot as plt
+
+    from celebseg_utils.errors import CelebsegError
+
+    folder = Path(folder)
+    if not (folder / "study.json").is_file():
+        raise CelebsegError(f"{folder} has no study.json: give a folder `celebseg study` wrote")
+    report = json.loads((folder / "study.json").read_text())
+    figures = folder / "figures" if (folder / "figures").is_dir() else folder
+    written = []
+    drawn = [("per_class_f1.png", plot_per_class_f1),
+             ("rare_precision_recall.png", plot_rare_precision_recall)]
+    if report.get("budgets") and report.get("versus_baseline"):
+        drawn.append(("learning_curves.png", plot_learning_curves))
+    for name, plot in drawn:
+        plt.close(plot(report, figures / name))
+        written.append(figures / name)
+    if (folder / "arms").is_dir():
+        fig = plot_test_faces(folder, report, seed=seed, path=figures / "test_faces.png",
+                              runs_root=folder)
+        if fig is not None:
+            plt.close(fig)
+            written.append(figures / "test_faces.png")
+    return written
 
 
 def write_study_report(out, arms, seeds: int, runs_root=None) -> dict:

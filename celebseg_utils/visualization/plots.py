@@ -19,7 +19,7 @@ from celebseg_utils.visualization.viz import pyplot
 CLASS_FREQUENCY_FIGURE = Path("figures") / "class_frequency.png"
 
 
-def plot_confusion_matrix(cm, path=None):
+def plot_confusion_matrix(cm, path=None, title: str = "confusion matrix (row-normalised)"):
     """Row-normalised confusion matrix (each true class's pixels sum to 1), class names on axes."""
     from celebseg_utils.visualization.viz import save_figure
 
@@ -34,7 +34,7 @@ def plot_confusion_matrix(cm, path=None):
     ax.set_yticks(range(len(names)), names, fontsize=8)
     ax.set_xlabel("predicted")
     ax.set_ylabel("ground truth")
-    ax.set_title("confusion matrix (row-normalised)")
+    ax.set_title(title)
     for i in range(len(names)):
         if norm[i, i] > 0:
             ax.text(i, i, f"{norm[i, i]:.2f}", ha="center", va="center", fontsize=6,
@@ -45,7 +45,7 @@ def plot_confusion_matrix(cm, path=None):
     return fig
 
 
-def plot_per_class(runs: dict, path=None):
+def plot_per_class(runs: dict, path=None, title: str = "per-class scores (shaded: rare classes)"):
     """Grouped bars of per-class IoU (top) and F1 (bottom) for one or more runs' results.
 
     Rare classes (labels.RARE_CLASSES) get a shaded band and a bold tick label.
@@ -70,7 +70,7 @@ def plot_per_class(runs: dict, path=None):
         ax.set_ylim(0, 1)
         ax.set_ylabel(key.upper() if key == "iou" else "F1")
         ax.grid(axis="y", alpha=0.3)
-    axes[0].set_title("per-class scores (shaded: rare classes)")
+    axes[0].set_title(title)
     if len(names) > 1:
         axes[0].legend(fontsize=8, ncol=min(4, len(names)))
     axes[1].set_xticks(x, [L.DISPLAY_NAMES[n] for n in L.CLASS_NAMES], rotation=60, ha="right",
@@ -84,7 +84,7 @@ def plot_per_class(runs: dict, path=None):
     return fig
 
 
-def plot_class_frequency(stats: dict, path=CLASS_FREQUENCY_FIGURE):
+def plot_class_frequency(stats: dict, path=CLASS_FREQUENCY_FIGURE, faces: str | None = None):
     """Log-scale bar chart of each class's share of the pixels (absent classes marked);
     saved atomically to ``path`` (None: not saved). Returns the figure.
 
@@ -106,7 +106,7 @@ def plot_class_frequency(stats: dict, path=CLASS_FREQUENCY_FIGURE):
     fig, ax = plt.subplots(figsize=(8, 3.6))
     floor = freq[freq > 0].min() / 3 if (freq > 0).any() else 1e-6
     shown = np.where(freq[order] > 0, freq[order], np.nan)
-    ax.bar(range(len(order)), shown, color=L.PALETTE[order] / 255.0, edgecolor="0.3", linewidth=0.5)
+    ax.bar(range(len(order)), shown, color=L.OVERLAY_PALETTE[order] / 255.0, edgecolor="0.3", linewidth=0.5)
     for x, i in enumerate(order):
         if freq[i] == 0:
             ax.text(x, floor, "absent", rotation=90, ha="center", va="bottom", fontsize=7)
@@ -114,8 +114,9 @@ def plot_class_frequency(stats: dict, path=CLASS_FREQUENCY_FIGURE):
     ax.set_ylim(bottom=floor)
     ax.set_xticks(range(len(order)), [names[i] for i in order], rotation=60, ha="right", fontsize=8)
     ax.set_ylabel("share of pixels (log)")
+    # ``faces``: "synthetic faces" or "real faces", when the caller knows which
     ax.set_title(f"Class frequency, {stats.get('split', 'train')} split "
-                 f"({stats['num_images']} images)")
+                 f"({stats['num_images']} {faces or 'images'})")
     ax.grid(axis="y", which="major", alpha=0.3)
     if path is not None:
         save_figure(fig, path)

@@ -1,10 +1,16 @@
-"""Pictures of label maps: colourise with the official palette, overlay, side-by-side grids.
+"""Pictures of label maps: colourise, overlay, side-by-side grids.
+
+Pictures use :data:`celebseg_utils.labels.OVERLAY_PALETTE`, in which neighbouring parts get
+colours far apart (:func:`palette_contrast`); ``palette=labels.PALETTE`` gives the official
+colours, which label maps saved in colour keep.
 
 >>> import numpy as np
 >>> from celebseg_utils.visualization import viz
->>> label = np.array([[0, 1], [13, 18]], dtype=np.uint8)
->>> viz.colorize(label)[1, 0].tolist()   # hair in the official palette
-[0, 0, 204]
+>>> label = np.array([[0, 1], [13, 12]], dtype=np.uint8)
+>>> viz.colorize(label)[1].tolist()   # hair keeps its official blue; lower lip is white here
+[[0, 0, 204], [255, 255, 255]]
+>>> viz.colorize(label, palette=L.PALETTE)[1].tolist()   # the official palette: two blues
+[[0, 0, 204], [0, 0, 153]]
 """
 
 from __future__ import annotations
@@ -18,8 +24,10 @@ import numpy as np
 from celebseg_utils import labels as L
 
 
-def colorize(label_map: np.ndarray, hidden_classes: Sequence[int] = ()) -> np.ndarray:
-    """RGB uint8 picture of an (H, W) or (H, W, 1) label map in the official palette.
+def colorize(label_map: np.ndarray, hidden_classes: Sequence[int] = (),
+             palette: np.ndarray | None = None) -> np.ndarray:
+    """RGB uint8 picture of an (H, W) or (H, W, 1) label map, in ``palette`` (default
+    :data:`~celebseg_utils.labels.OVERLAY_PALETTE`; ``labels.PALETTE`` for the official one).
 
     Classes in ``hidden_classes`` are drawn black, like background.
     """
@@ -28,7 +36,7 @@ def colorize(label_map: np.ndarray, hidden_classes: Sequence[int] = ()) -> np.nd
         label_map = label_map[..., 0]
     if label_map.ndim != 2:
         raise ValueError(f"expected an (H, W) label map, got shape {label_map.shape}")
-    palette = L.PALETTE.copy()
+    palette = (L.OVERLAY_PALETTE if palette is None else np.asarray(palette, np.uint8)).copy()
     palette[list(hidden_classes)] = 0
     return palette[np.clip(label_map, 0, L.NUM_CLASSES - 1).astype(np.intp)]
 
@@ -61,10 +69,38 @@ def resize_label(label_map: np.ndarray, size: tuple[int, int]) -> np.ndarray:
     return label_map[rows[:, None], cols[None, :]]
 
 
-#: The colour of a one-class view (:func:`highlight`, :func:`class_grid`). The official
-#: palette stays for fidelity, but it gives hair, lower lip and left eye three blues and skin
-#: and right ear two reds; one strong colour over a greyed photo cannot be confused.
+#: The colour of a one-class view (:func:`highlight`, :func:`class_grid`): one strong colour
+#: over a greyed photo cannot be confused with another class.
 HIGHLIGHT = (255, 0, 255)
+
+
+def palette_contrast(palette: np.ndarray) -> dict:
+    """How well ``palette`` tells classes apart: the smallest CIE76 colour difference
+    (Euclidean distance in CIELAB, D65) between two parts that touch in a face
+    (:data:`~celebseg_utils.labels.NEIGHBOURS`) and between any two of the 18 parts, each
+    with the pair that has it.
+
+    >>> official, overlay = palette_contrast(L.PALETTE), palette_contrast(L.OVERLAY_PALETTE)
+    >>> round(official["neighbours"]), official["neighbours_pair"], round(overlay["neighbours"])
+    (19, ('skin', 'r_ear'), 75)
+    """
+    rgb = np.asarray(palette, np.float64) / 255.0
+    linear = np.where(rgb > 0.04045, ((rgb + 0.055) / 1.055) ** 2.4, rgb / 12.92)
+    xyz = linear @ np.array([[0.4124, 0.3576, 0.1805], [0.2126, 0.7152, 0.0722],
+                             [0.0193, 0.1192, 0.9505]]).T / np.array([0.95047, 1.0, 1.08883])
+    f = np.where(xyz > 0.008856, np.cbrt(xyz), 7.787 * xyz + 16 / 116)
+    lab = np.stack([116 * f[:, 1] - 16, 500 * (f[:, 0] - f[:, 1]), 200 * (f[:, 1] - f[:, 2])], -1)
+
+    def smallest(pairs):
+        d, a, b = min((float(np.linalg.norm(lab[L.class_id(a)] - lab[L.class_id(b)])), a, b)
+                      for a, b in pairs)
+        return d, (a, b)
+
+    facial = [L.CLASS_NAMES[i] for i in L.FACIAL_CLASS_IDS]
+    every = [(a, b) for i, a in enumerate(facial) for b in facial[i + 1:]]
+    near, near_pair = smallest(L.NEIGHBOURS)
+    anyd, any_pair = smallest(every)
+    return {"neighbours": near, "neighbours_pair": near_pair, "any": anyd, "any_pair": any_pair}
 
 
 def class_shares(label_map: np.ndarray) -> dict[int, float]:
@@ -97,13 +133,13 @@ def format_share(share: float) -> str:
 
 
 def legend_handles(class_ids: Sequence[int] | None = None, labels: Sequence[str] | None = None):
-    """Matplotlib patches naming each class in its palette colour (for ``ax.legend``);
+    """Matplotlib patches naming each class in its overlay-palette colour (for ``ax.legend``);
     ``labels`` replaces the class names (one per id)."""
     from matplotlib.patches import Patch
 
     ids = list(range(L.NUM_CLASSES) if class_ids is None else class_ids)
     names = labels if labels is not None else [L.DISPLAY_NAMES[L.CLASS_NAMES[i]] for i in ids]
-    return [Patch(facecolor=L.PALETTE[i] / 255.0, edgecolor="0.5", linewidth=0.5, label=name)
+    return [Patch(facecolor=L.OVERLAY_PALETTE[i] / 255.0, edgecolor="0.5", linewidth=0.5, label=name)
             for i, name in zip(ids, names)]
 
 
@@ -212,7 +248,7 @@ def plot_grid(rows: Sequence[Sequence[np.ndarray]], titles: Sequence[str], path=
               row_labels: Sequence[str] | None = None, legend: bool = True, cell_size: float = 2.4):
     """A grid of pictures: one row per sample, one column per title (photo, truth, prediction).
 
-    2-D integer arrays are label maps, colourised in the official palette; RGB arrays are
+    2-D integer arrays are label maps, colourised in the overlay palette; RGB arrays are
     shown as they are. With ``legend``, each row gets a legend on its right of the classes
     present in its label maps, with their pixel shares (:func:`add_class_legend`; the
     legend's title names the maps). Saves to ``path`` (atomically) when given, and returns
@@ -279,11 +315,21 @@ def save_figure(fig, path, dpi: int = 110) -> None:
         plt.close(fig)
 
 
-def plot_training_curves(history: dict, path=None, metrics: Sequence[str] = ("loss", "miou")):
+#: How figures name the history's metrics.
+METRIC_NAMES = {"loss": "loss", "miou": "mIoU", "mean_f1": "mean F1", "accuracy": "pixel accuracy"}
+
+
+def plot_training_curves(history: dict, path=None, metrics: Sequence[str] = ("loss", "miou"),
+                         loss: str | None = None, title: str | None = None):
     """Train/validation curves per epoch from a Keras-style history dict.
 
     ``history`` maps metric names to per-epoch lists (``history.json`` of a run); each name
-    in ``metrics`` gets a panel with its ``val_`` twin when present.
+    in ``metrics`` gets a panel with its ``val_`` twin when present, titled in words
+    (:data:`METRIC_NAMES`), the loss panel with ``loss``'s name. ``title`` heads the figure.
+
+    >>> fig = plot_training_curves({"loss": [1.0, 0.5], "miou": [0.1, 0.3]}, loss="ce_dice")
+    >>> [ax.get_title() for ax in fig.axes]
+    ['loss (ce_dice)', 'mIoU']
     """
     import matplotlib
 
@@ -300,9 +346,12 @@ def plot_training_curves(history: dict, path=None, metrics: Sequence[str] = ("lo
         if f"val_{name}" in history:
             ax.plot(epochs, history[f"val_{name}"], marker=".", label="validation")
         ax.set_xlabel("epoch")
-        ax.set_title(name)
+        shown_name = METRIC_NAMES.get(name, name)
+        ax.set_title(f"{shown_name} ({loss})" if name == "loss" and loss else shown_name)
         ax.grid(alpha=0.3)
         ax.legend(fontsize=8)
+    if title:
+        fig.suptitle(title, fontsize=10)
     fig.tight_layout()
     if path is not None:
         save_figure(fig, path)

@@ -26,7 +26,7 @@ uses Kaggle's two T4s, `colab-a100` an A100.
     cells += parameters_cells(TRAIN_PARAMS, TRAIN_EXPLAIN)
     cells += [code(TRAIN_SMOKE)]
     cells += model_cells()  # DeepLabV3+ explained before it is trained
-    cells += training_cells([("sparse_ce", '"loss.name=sparse_ce"')])
+    cells += training_cells(["sparse_ce"])
     cells += skip_cells()  # the skip ablation, repeated on the model just trained
     cells += [md("Next: **05 · Weighted cross-entropy** gives the rare classes more say in the loss.")]
     return notebook(file, cells, gpu=True)

@@ -21,6 +21,6 @@ report, Dice to the F1. This notebook trains one model with each, one after the 
     cells += install_cells()
     cells += parameters_cells(TRAIN_PARAMS, TRAIN_EXPLAIN)
     cells += [code(TRAIN_SMOKE)]
-    cells += training_cells([("dice", '"loss.name=dice"'), ("jaccard", '"loss.name=jaccard"')])
+    cells += training_cells(["dice", "jaccard"])
     cells += [md("Next: **07 · Compare the losses** puts the four runs side by side.")]
     return notebook(file, cells, gpu=True)

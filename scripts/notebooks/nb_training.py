@@ -47,29 +47,73 @@ chooses its epochs and steps per epoch to end within it, and says what it chose.
 """
 
 
-def training_cells(runs: list[tuple[str, str]]) -> list[dict]:
-    """Configure / train / evaluate / show cells for each ``(run name, loss overrides)``."""
+#: The run whose plan (epochs, steps, seed) every other loss run reuses: notebook 04's.
+PLAN_RUN = "sparse_ce"
+
+
+def _configure_text() -> str:
+    """What the default preset trains, read from the preset itself when the notebooks are
+    generated (a sentence cannot drift from the preset it describes)."""
+    from celebseg_utils.engine.config import preset_config
+
+    default = TRAIN_PARAMS.split('PRESET = "', 1)[1].split('"', 1)[0]
+    cfg = preset_config(default)
+    backbone = {"resnet50_v2": "ResNet50-V2", "mobilenet_v3_large": "MobileNetV3-Large"}.get(
+        cfg.model.backbone, cfg.model.backbone)
+    weights = "an ImageNet" if cfg.model.weights == "imagenet" else "a randomly initialised"
+    return (f"The preset holds the defaults (`{default}`: DeepLabV3+ with {weights} {backbone} "
+            f"backbone at {cfg.image_size} px, batch {cfg.batch_size}, AdamW with warm-up and "
+            f"decay, flip and colour augmentation; the cell prints the resolved configuration)")
+
+
+def training_cells(runs: list[str]) -> list[dict]:
+    """Configure / train / evaluate / show cells for each run of ``runs``: a recipe name of
+    ``celebseg_utils/models/recipes.py`` (also the run's folder), or ``"=NAME"`` for the
+    notebook parameter ``NAME`` that holds one. Every run but :data:`PLAN_RUN` trains the
+    plan (epochs, steps, seed) that :data:`PLAN_RUN` chose, so the runs differ only in the
+    loss (``celebseg_utils.engine.control``)."""
     cells = []
-    for name, loss_overrides in runs:
+    for name in runs:
+        variable = name.startswith("=")
+        name_code = name[1:] if variable else repr(name)
         title = f" · `{name}`" if len(runs) > 1 else ""
+        plans_itself = name == PLAN_RUN
+        if plans_itself:
+            plan_code = ""
+            plan_text = (f"This run plans the epochs and steps that fit its time budget; notebooks "
+                         f"05 and 06 then train exactly its plan, with its seed, so that every loss "
+                         f"starts from the same initial weights, sees the same batches and trains "
+                         f"the same steps (notebook 07 checks it).")
+        else:
+            plan_code = (f"\n# notebook 04's plan: the same epochs, steps and seed for every loss "
+                         f"(so, the same initial\n# weights and batches); notebook 07 checks it\n"
+                         f'plan = control.shared_plan_overrides(run_dir.parent / "{PLAN_RUN}")')
+            plan_text = (f"This run reuses the plan of notebook 04's `{PLAN_RUN}` run (same "
+                         f"`RUN_ROOT`): its epochs, steps per epoch and seed, instead of planning "
+                         f"its own within the time budget. Every loss then starts from the same "
+                         f"initial weights, sees the same batches in the same order and trains the "
+                         f"same steps: the runs notebook 07 compares differ only in the loss. "
+                         f"Without 04's run it plans its own, and notebook 07 says the comparison "
+                         f"is not controlled.")
         cells += [
             md(f"""
 ## Configure{title}
 
-The preset holds the defaults (DeepLabV3+ with an ImageNet ResNet50-V2 backbone at 512 px,
-AdamW with warm-up and decay, flip and colour augmentation); each override changes one
-key exactly as `celebseg train --preset NAME --set key=value` would. The run folder
-keeps the configuration, checkpoints and history: on Google Drive when it is mounted, else
-under `runs/`.
+{_configure_text()}; each override changes one key exactly as
+`celebseg train --preset NAME --set key=value` would, and the loss comes from the package's
+table of loss recipes. {plan_text} The run folder keeps the configuration, checkpoints and
+history: on Google Drive when it is mounted, else under `runs/`.
 """),
             code(f"""
-from celebseg_utils.engine import config
+from celebseg_utils.engine import config, control
 from celebseg_utils.interface import notebook
+from celebseg_utils.models.recipes import RECIPES
 
-run_dir = notebook.mount_drive_run_dir({name!r}, root=RUN_ROOT)
-budget = [] if TIME_BUDGET_MINUTES == "preset" else [f"time_budget_minutes={{TIME_BUDGET_MINUTES}}"]
+run_dir = notebook.mount_drive_run_dir({name_code}, root=RUN_ROOT)
+budget = [] if TIME_BUDGET_MINUTES == "preset" else [f"time_budget_minutes={{TIME_BUDGET_MINUTES}}"]{plan_code}
 cfg = config.resolve_config(preset=PRESET, run_dir=run_dir, overrides=[
-    f"data.prepared={{PREPARED_DIR}}", {loss_overrides}, *budget, *OVERRIDES])
+    f"data.prepared={{PREPARED_DIR}}", *RECIPES[{name_code}].overrides(), *budget,{"" if plans_itself else " *plan,"}
+    *OVERRIDES])
 print(config.config_to_yaml(cfg))
 """),
             md(f"""
@@ -85,7 +129,10 @@ from celebseg_utils.interface import notebook_figures as figures
 from celebseg_utils.engine import train
 
 result = train.train(cfg, test_images=notebook.split_size(PREPARED_DIR, "test"))
-figures.plot_history(result["history"]);
+faces = "synthetic faces" if SMOKE else "real faces"
+figures.plot_history(result["history"], loss=run_dir.name,
+                     title=f"{run_dir.name}: {faces}, {cfg.image_size} px, {result['epochs']} epochs "
+                           f"x {result['steps_per_epoch']} steps, seed {cfg.seed}");
 """),
             md(f"""
 ## Evaluate{title}
@@ -111,7 +158,10 @@ misses reads "2.1% / 0%", one it invents "0% / 1.5%". Then the viewer, on the sa
 step through the test split and compare the two maps with the per-image IoU.
 """),
             code("""
-figures.plot_predictions(result["best_model"], PREPARED_DIR, count=SHOW_IMAGES, split="test");
+figures.plot_predictions(result["best_model"], PREPARED_DIR, count=SHOW_IMAGES, split="test",
+                         title=f"{run_dir.name}, best validation checkpoint: {faces}, "
+                               f"{cfg.image_size} px, {result['epochs'] * result['steps_per_epoch']:,} "
+                               f"planned steps, seed {cfg.seed}");
 """),
             code("""
 from celebseg_utils import MaskViewer

@@ -251,6 +251,15 @@ def test_comparison_summary_names_winners_and_gains():
     assert "eye_g" not in text and "**necklace**" in text
 
 
+def test_comparison_summary_judges_one_seed_runs_by_the_studys_rule():
+    # issue #21: the notebook's runs are one seed each; the one definition of "holds" says
+    # that no difference between them can be judged to hold, however large
+    results = {"sparse_ce": _results(0.50, 0.60, 0.10, 0.20), "dice": _results(0.55, 0.90, 0.20, 0.40)}
+    text = notebook.comparison_summary(results)
+    assert ("`dice` against `sparse_ce`, mean F1 +0.300: does not hold: one seed, so no "
+            "difference can be judged to hold") in text
+
+
 def test_comparison_summary_says_how_many_classes_each_mean_averaged():
     a, b = _results(0.5, 0.6, 0.1, 0.2), _results(0.4, 0.7, 0.3, 0.3)
     for name in ("ear_r", "neck_l"):  # absent from truth and prediction in run b: no score

@@ -69,20 +69,20 @@ def test_truth_overlay_follows_opacity_and_class_toggles(prep):
     photo, label = first["photo"].astype(float), first["truth_label"]
 
     # opacity 0.5: each labelled pixel is the rounded mean of photo and palette colour
-    expected = np.floor(0.5 * photo + 0.5 * L.PALETTE[label] + 0.5).astype(np.uint8)
+    expected = np.floor(0.5 * photo + 0.5 * L.OVERLAY_PALETTE[label] + 0.5).astype(np.uint8)
     expected[label == 0] = first["photo"][label == 0]  # background stays the photo
     np.testing.assert_array_equal(first["truth"], expected)
 
     v.opacity.value = 1.0
     drawn = v.render()["truth"]
-    np.testing.assert_array_equal(drawn[label == HAIR], np.tile(L.PALETTE[HAIR], ((label == HAIR).sum(), 1)))
+    np.testing.assert_array_equal(drawn[label == HAIR], np.tile(L.OVERLAY_PALETTE[HAIR], ((label == HAIR).sum(), 1)))
 
     v.class_toggles[HAIR].value = False
     assert v.hidden_classes == [HAIR]
     drawn = v.render()
     np.testing.assert_array_equal(drawn["truth"][label == HAIR], drawn["photo"][label == HAIR])
     np.testing.assert_array_equal(drawn["truth"][label == SKIN],
-                                  np.tile(L.PALETTE[SKIN], ((label == SKIN).sum(), 1)))
+                                  np.tile(L.OVERLAY_PALETTE[SKIN], ((label == SKIN).sum(), 1)))
     # What the widget shows is exactly the rendered canvas.
     shown = np.asarray(Image.open(io.BytesIO(v.image.value)))
     np.testing.assert_array_equal(shown, drawn["canvas"])

@@ -119,3 +119,17 @@ def test_table_on_shared_mini(tmp_path, real_mini_dir):
     assert table["shares"]["ce"] == pytest.approx(table["pixel_share"], abs=1e-5)
     assert table["loss_scale"]["ce"] == pytest.approx(1.0)
     assert table["loss_scale"]["per_image"] == pytest.approx(1.0, rel=1e-4)  # mean weight 1
+
+
+def test_the_figure_title_names_no_machine_path_and_says_which_faces():
+    import matplotlib
+
+    matplotlib.use("Agg")
+    table = {**_fake_table(), "logits": "model:/work/study-out/runs/sparse_ce/seed0/best.keras",
+             "image_size": 128}
+    fig = G.plot_gradient_shares(table, faces="synthetic faces")
+    title = fig.axes[0].get_title()
+    assert "/work" not in title and "study-out" not in title
+    assert "logits of the trained model sparse_ce/seed0/best.keras" in title
+    assert "2 training batches x 2 synthetic faces at 128 px" in title
+    assert G.logits_text({"logits": "zeros"}) == "zero logits (start of training)"

@@ -43,5 +43,15 @@ def test_conclusions_say_what_the_statistics_say():
               "summary": {"sparse_ce": summarise_arm(base), "dice": summarise_arm(better)},
               "versus_baseline": {"dice": paired_comparison(base, better, rng)}}
     text = reference.conclusions(report)
-    assert "`dice`: mean F1 0.540 vs 0.500" in text and "holds across seeds" in text
+    assert "`dice`: mean F1 0.540 vs 0.500" in text
+    assert "): holds: all 3 seeds agree in sign, the 95% interval" in text
     assert "does not hold" not in text
+
+
+def test_conclusions_say_which_check_failed():
+    # issue #21: "all three seeds agree ... does not hold" without saying why
+    text = reference.conclusions(reference.reference_study())
+    line = next(x for x in text.splitlines() if x.startswith("- `weighted_ce`"))
+    assert ("does not hold: all 3 seeds agree in sign and the 95% interval [+0.028, +0.041] "
+            "excludes 0, but +0.034 is within twice the seed noise") in line
+    assert "rare classes where the change holds: earring +0.084" in line

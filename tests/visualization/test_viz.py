@@ -10,9 +10,23 @@ def test_colorize_uses_palette_and_hides_classes():
     rgb = viz.colorize(label)
     assert rgb.shape == (2, 2, 3) and rgb.dtype == np.uint8
     assert rgb[0, 1].tolist() == [204, 0, 0]
-    assert rgb[1, 1].tolist() == [0, 204, 0]
+    assert rgb[1, 1].tolist() == [255, 0, 128]  # cloth in the overlay palette
+    assert viz.colorize(label, palette=L.PALETTE)[1, 1].tolist() == [0, 204, 0]  # official
     hidden = viz.colorize(label[..., None], hidden_classes=[13])
     assert hidden[1, 0].tolist() == [0, 0, 0] and hidden[0, 1].tolist() == [204, 0, 0]
+
+
+def test_overlay_palette_tells_neighbouring_parts_apart_and_the_official_one_does_not():
+    official, overlay = viz.palette_contrast(L.PALETTE), viz.palette_contrast(L.OVERLAY_PALETTE)
+    # hair, lower lip and left eye: three blues in the official palette
+    hair, lip, eye = (L.class_id(c) for c in ("hair", "l_lip", "l_eye"))
+    assert all(L.PALETTE[i][2] > 150 and L.PALETTE[i][0] < 60 for i in (hair, lip, eye))
+    assert len({tuple(L.OVERLAY_PALETTE[i]) for i in (hair, lip, eye)}) == 3
+    assert round(official["neighbours"]) == 19 and round(official["any"]) == 15
+    assert round(overlay["neighbours"]) == 75 and round(overlay["any"]) == 31
+    assert len({tuple(c) for c in L.OVERLAY_PALETTE.tolist()}) == 19
+    # skin and hair keep their official colours, so the overlays still read familiarly
+    assert (L.OVERLAY_PALETTE[[1, 13]] == L.PALETTE[[1, 13]]).all()
 
 
 def test_overlay_blends_only_foreground_and_scales_label():
@@ -110,9 +124,9 @@ def test_plot_grid_gives_each_row_a_legend_of_its_own_classes():
     assert [[t.get_text() for t in lg.get_texts()] for lg in legends] == [
         ["lower lip 12%", "hair 38%"], ["earring 6.2%"]]
     assert legends[0].get_title().get_text() == "pixels: truth"
-    # the legend patches carry the official palette colours
+    # the legend patches carry the colours the pictures are drawn in
     assert [tuple(np.round(np.array(h.get_facecolor()[:3]) * 255).astype(int)) for h in
-            legends[0].legend_handles] == [tuple(L.PALETTE[12]), tuple(L.PALETTE[13])]
+            legends[0].legend_handles] == [tuple(L.OVERLAY_PALETTE[12]), tuple(L.OVERLAY_PALETTE[13])]
     no_legend = viz.plot_grid([[photo, other]], ["photo", "truth"], legend=False)
     assert all(ax.get_legend() is None for ax in no_legend.axes)
     plt.close("all")
