@@ -26,6 +26,8 @@ from celebseg_utils import labels as L
 
 #: The repository's committed study folder (present in a checkout, not in an installed wheel).
 STUDY_FIGURES = Path(__file__).resolve().parents[2] / "figures" / "study"
+#: The measurements of the model that notebook 04 teaches with (``scripts/make_model_figures.py``).
+MODEL_FIGURES = Path(__file__).resolve().parents[2] / "figures" / "model" / "model_figures.json"
 #: The 8 small parts every face has, in the gradient-share sentences.
 SMALL_PARTS = ("nose", "l_eye", "r_eye", "l_brow", "r_brow", "mouth", "u_lip", "l_lip")
 
@@ -130,7 +132,35 @@ def ladder_facts(root: Path = STUDY_FIGURES / "plateau") -> dict[str, str]:
     return out
 
 
+def model_facts(path: Path = MODEL_FIGURES) -> dict[str, str]:
+    """Quoted numbers of the model's measurements (``figures/model/model_figures.json``,
+    written by ``scripts/make_model_figures.py``): every score, share and cost in it, named
+    by its place in the file, in the forms notebook 04 quotes them (2 and 3 decimals,
+    shares as percentages, parameters in millions). Absent outside a checkout."""
+    if not path.exists():
+        return {}
+    out = {}
+
+    def walk(value, name):
+        if isinstance(value, dict):
+            for key, item in value.items():
+                walk(item, f"{name}.{key}")
+        elif isinstance(value, list):
+            for i, item in enumerate(value):
+                walk(item, f"{name}[{i}]")
+        elif isinstance(value, float):
+            out[f"{name}:2"], out[f"{name}:3"] = num(value, 2), num(value, 3)
+            out[f"{name}:1"] = num(value, 1)
+            if 0.0 <= value <= 1.0:
+                out[f"{name}:pct"], out[f"{name}:pct0"] = pct(value), pct(value, 0)
+        elif isinstance(value, int) and name.endswith(".params"):
+            out[f"{name}:millions"] = num(value / 1e6, 2)
+
+    walk(json.loads(path.read_text(encoding="utf-8")), "model")
+    return out
+
+
 def facts() -> dict[str, str]:
     """Every quoted number by name: :func:`gradient_facts`, :func:`study_facts` and, in a
-    checkout, :func:`ladder_facts`."""
-    return {**gradient_facts(), **study_facts(), **ladder_facts()}
+    checkout, :func:`ladder_facts` and :func:`model_facts`."""
+    return {**gradient_facts(), **study_facts(), **ladder_facts(), **model_facts()}

@@ -187,7 +187,7 @@ def test_a_study_with_a_step_budget_keeps_its_learning_curve_apart_from_the_mode
     assert not list(results.rglob("*.keras")) and list(out.rglob("final.keras"))
     assert (results / "figures" / "learning_curves.png").stat().st_size > 10_000
     md = (results / "study.md").read_text()
-    assert "4 steps, 64 px, 1 complete seeds" in md and "Learning curve" in md
+    assert "4 steps, 64 px, 1 complete seed)" in md and "Learning curve" in md
     # the same settings in another order are the same study: nothing to run again
     again = study.run_loss_study(prepared, out, arms="sparse_ce,dice", seeds=1,
                                  overrides=list(reversed(small)), steps=4, curve_every=2,
