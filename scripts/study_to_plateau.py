@@ -51,11 +51,15 @@ def log(message: str) -> None:
 
 
 def git_commit(paths, message: str) -> None:
-    """Commit ``paths`` and the README, whose study blocks are rewritten from them first."""
+    """Commit ``paths``, the README and the notebooks: the README's study blocks and the
+    numbers the notebooks quote (``study.quotes``: the ladder's longest run) are rewritten
+    from them first."""
     import update_readme_study
 
     update_readme_study.main([])
-    paths = [*paths, REPO / "README.md"]
+    subprocess.run([sys.executable, str(REPO / "scripts" / "make_notebooks.py")], cwd=REPO,
+                   check=False, capture_output=True)
+    paths = [*paths, REPO / "README.md", REPO / "notebooks"]
     subprocess.run(["git", "add", "--", *map(str, paths)], cwd=REPO, check=False)
     done = subprocess.run(["git", "commit", "-q", "-m", message, "--", *map(str, paths)],
                           cwd=REPO, check=False, capture_output=True, text=True)
