@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from nb_cells import code, header, install_cells, md, notebook, parameters_cells
+from nb_cells import DATA_EXPLAIN, code, header, install_cells, md, notebook, parameters_cells
 from nb_training import TRAIN_EXPLAIN, TRAIN_PARAMS, TRAIN_SMOKE, training_cells
 
 
@@ -39,10 +39,10 @@ times more than a skin pixel, so the rare classes get a real share of the gradie
 usual price: more false positives on those classes (thicker, bleeding boundaries) and a
 little pixel accuracy.
 """)
-    cells += install_cells()
+    cells += install_cells(gpu=True)
     cells += parameters_cells(TRAIN_PARAMS + 'CLASS_WEIGHTS = "median_freq"       # or "inv_freq", "enet" (notebook 03)\n',
                               TRAIN_EXPLAIN)
-    cells += [code(TRAIN_SMOKE)]
+    cells += [md(DATA_EXPLAIN), code(TRAIN_SMOKE)]
     cells += training_cells([("weighted_ce",
                               '"loss.name=weighted_ce", f"loss.class_weights={CLASS_WEIGHTS}"')])
     cells += [

@@ -1,5 +1,5 @@
 """The machinery of the notebook generator: cell builders, the cells every notebook shares
-(title and badge, install, parameters, the SMOKE workspace) and the writing of a notebook
+(title and badge, install, parameters, the data cell) and the writing of a notebook
 without outputs. What each notebook says lives in its own story file beside this one
 (``NN_name.py``, one per notebook); ``scripts/make_notebooks.py`` writes them all.
 """
@@ -35,7 +35,9 @@ def header(file: str, title: str, intro: str) -> list[dict]:
     return [md(f"# {title}\n\n{nbh.colab_badge(file, REPOSITORY, REF or nbh.BRANCH)}\n\n{intro.strip()}")]
 
 
-def install_cells() -> list[dict]:
+def install_cells(gpu: bool = False) -> list[dict]:
+    """The install cell; it then says what the runtime has (a GPU? free disk?). ``gpu``:
+    a training notebook, which says how to switch the runtime when it has no GPU."""
     spec = nbh.package_spec(("download",), REPOSITORY, REF)
     return [
         md(f"""
@@ -45,6 +47,7 @@ Colab and Kaggle already ship TensorFlow, Keras and the Jupyter widget stack bui
 them, so the cell below installs only `celebseg` and what the runtime lacks, and changes
 none of the packages it ships (CI checks this against both runtimes' manifests). On your
 own machine it does nothing; there `make setup` has already installed everything.
+{"This notebook trains: it says at once when the runtime has no GPU, and how to switch." if gpu else ""}
 
 To install a fork, a branch or a tag instead, set `CELEBSEG_SPEC` before running it, e.g.
 `%env {nbh.SPEC_VARIABLE}=celebseg[download] @ git+https://github.com/you/celebseg@your-branch`
@@ -62,6 +65,9 @@ CELEBSEG_SPEC = os.environ.get("{nbh.SPEC_VARIABLE}", "{spec}")
 if IN_COLAB or IN_KAGGLE:
     print("installing", CELEBSEG_SPEC)
     subprocess.run([sys.executable, "-m", "pip", "install", "-q", CELEBSEG_SPEC], check=True)
+    from celebseg_utils.interface.workspace import runtime_report
+
+    print(runtime_report(gpu_needed={gpu}))
 """),
     ]
 
@@ -71,18 +77,30 @@ def parameters_cells(lines: str, explain: str = "") -> list[dict]:
         md(f"""
 ## Parameters
 
-`SMOKE = True` swaps the real dataset for a few synthetic faces at 64 px and shrinks every
-size, so the whole notebook runs on a CPU in about a minute; CI runs every notebook that
-way. Leave it `False` for the real thing. {explain.strip()}
+`SMOKE = True` swaps the real download for a small archive of synthetic faces at 64 px
+and shrinks every size, so the whole notebook runs on a CPU in about a minute; the flow
+stays the same (the data is kept and found as for real, in `celebseg-smoke` folders, apart
+from real data). CI runs every notebook that way. Leave it `False` for the real thing.
+{explain.strip()}
 """),
         code(lines, tags=("parameters",)),
     ]
 
 
-SMOKE_WORKSPACE = """\
-    from celebseg_utils.demo import smoke_workspace
+#: The SMOKE half of every data cell from notebook 02 on: the same flow, toy data kept apart
+#: from real data (``celebseg-smoke/`` here, ``celebseg-smoke`` on Drive).
+SMOKE_PREPARED = 'PREPARED_DIR = f"{workspace.SMOKE_DIR}/data/prepared"'
 
-    workspace = smoke_workspace(SMOKE_ROOT, count=48, image_size=64)"""
+DATA_EXPLAIN = """
+## The data
+
+`ensure_data` makes the prepared dataset ready on this runtime, whatever it holds: already
+on its disk, nothing to do; kept on Google Drive (Colab) or in `/kaggle/working` (Kaggle) by
+notebook 02, restored from there (one file, with a progress bar and the time left); only
+the archive kept by notebook 01, prepared again. With nothing kept it stops with one line
+naming the notebook to run first. So this notebook can be opened first, or again after a
+disconnect.
+"""
 
 
 def notebook(file: str, cells: list[dict], gpu: bool = False) -> nbformat.NotebookNode:
