@@ -592,7 +592,10 @@ def ensure_data(prepared: Path | str = "data/prepared", data_dir: Path | str = "
     if kept is not None and kept.is_file() and empty:
         seconds = restore_prepared(kept, prepared, progress=progress)
         return DataReady(prepared, "restored", kept, seconds, keep=keep)
-    raw = D.find_verified(data_dir) or find_kaggle_dataset(kaggle_input)
+    raw = D.find_verified(data_dir)
+    if raw is None and (raw := find_kaggle_dataset(kaggle_input)) is not None:
+        print(f"found an attached Kaggle dataset at {raw}; checking its layout")
+        D.verify_layout(raw)  # a wrong or partial dataset is named before minutes of preparing
     source = raw
     if raw is None and (archive := kept_archive(keep)) is not None:
         raw, source = D.download_dataset("archive", data_dir, archive=archive, progress=progress), archive
