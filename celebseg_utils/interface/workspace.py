@@ -665,6 +665,27 @@ def ensure_runs(names: Sequence[str], prepared, root: Path | str | None = None,
     return runs
 
 
+def run_test_scores(run: Path | str, model, prepared, progress: bool = True) -> dict:
+    """The test scores of a finished run: read from ``run/results.json`` when it is newer
+    than ``model``, else evaluated now (and written there).
+
+    A reopened training notebook (after a disconnect, on a fresh runtime) thus shows the
+    scores of its finished run without evaluating the test split again.
+
+    >>> run_test_scores("runs/sparse_ce", "runs/sparse_ce/best.keras", "data/prepared")["miou"]  # doctest: +SKIP
+    0.61
+    """
+    import json
+
+    from celebseg_utils.engine.evaluate import evaluate_model
+
+    out = Path(run) / RESULTS_FILE
+    if out.is_file() and out.stat().st_mtime >= Path(model).stat().st_mtime:
+        print(f"test scores of this finished run, from {out}")
+        return json.loads(out.read_text())
+    return evaluate_model(model, prepared, split="test", out=out, progress=progress)
+
+
 def _train_smoke_run(name: str, prepared, run: Path, progress: bool) -> Path:
     from celebseg_utils.engine.config import resolve_config
     from celebseg_utils.engine.train import train

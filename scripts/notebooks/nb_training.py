@@ -97,8 +97,8 @@ face-parsing number), and pixel accuracy.
             code("""
 from celebseg_utils.engine import evaluate
 
-results = evaluate.evaluate_model(result["best_model"], PREPARED_DIR, split="test",
-                                  out=run_dir / "results.json")
+# A finished run reopened on a fresh runtime reads its scores back from Drive.
+results = workspace.run_test_scores(run_dir, result["best_model"], PREPARED_DIR)
 notebook.Markdown(evaluate.results_table(results))
 """),
             md(f"""

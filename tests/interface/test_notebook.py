@@ -2,8 +2,6 @@
 
 from __future__ import annotations
 
-import pytest
-
 from celebseg_utils.interface import notebook
 
 
@@ -136,7 +134,6 @@ def test_comparison_summary_says_how_many_classes_each_mean_averaged():
     assert "Baseline `b`: mIoU (16 of 19 classes) 0.400, mean F1 (16 of 18 facial classes) 0.700." in text
 
 
-@pytest.mark.slow
 def test_comparison_summary_handles_classes_without_a_score():
     a, b = _results(0.5, 0.6, 0.1, 0.2), _results(0.4, 0.5, 0.1, 0.3)
     a["per_class"]["hat"]["f1"] = b["per_class"]["hat"]["f1"] = None  # strict JSON: no NaN

@@ -314,6 +314,7 @@ def test_smoke_runs_use_the_loss_of_their_notebook():
     assert (cfg.image_size, cfg.epochs, cfg.steps_per_epoch, cfg.batch_size) == (64, 1, 2, 4)
 
 
+@pytest.mark.slow
 def test_ensure_runs_trains_and_evaluates_a_tiny_run_for_real(tmp_path):
     import json
 
@@ -332,3 +333,27 @@ def test_ensure_runs_trains_and_evaluates_a_tiny_run_for_real(tmp_path):
     results = json.loads((run / "results.json").read_text())
     assert 0.0 <= results["miou"] <= 1.0 and len(results["per_class"]) == 19
 
+
+
+def test_a_finished_run_reopened_reads_its_test_scores_instead_of_evaluating_again(tmp_path, monkeypatch):
+    import celebseg_utils.engine.evaluate as evaluate
+
+    evaluated = []
+
+    def fake_evaluate(model, prepared, split, out, progress):
+        evaluated.append((Path(model).name, split))
+        Path(out).write_text(json.dumps({"miou": 0.25}))
+        return {"miou": 0.25}
+
+    monkeypatch.setattr(evaluate, "evaluate_model", fake_evaluate)
+    model = tmp_path / "best.keras"
+    model.write_bytes(b"model")
+    assert workspace.run_test_scores(tmp_path, model, "PREP") == {"miou": 0.25}
+    assert evaluated == [("best.keras", "test")]
+    # Reopened (a fresh runtime): read back, not evaluated again.
+    assert workspace.run_test_scores(tmp_path, model, "PREP") == {"miou": 0.25}
+    assert len(evaluated) == 1
+    # A model newer than its scores (retrained in place) is evaluated again.
+    os.utime(model, (time_after := (tmp_path / "results.json").stat().st_mtime + 10, time_after))
+    workspace.run_test_scores(tmp_path, model, "PREP")
+    assert len(evaluated) == 2
