@@ -357,3 +357,25 @@ def test_a_finished_run_reopened_reads_its_test_scores_instead_of_evaluating_aga
     os.utime(model, (time_after := (tmp_path / "results.json").stat().st_mtime + 10, time_after))
     workspace.run_test_scores(tmp_path, model, "PREP")
     assert len(evaluated) == 2
+
+
+def test_a_damaged_or_foreign_kept_tar_stops_and_leaves_nothing(tmp_path, monkeypatch):
+    import io
+
+    runtime(tmp_path, monkeypatch, "rt")
+    kept = tmp_path / "prepared.tar"
+    with tarfile.open(kept, "w") as tar:  # a member that would land outside the target
+        info = tarfile.TarInfo("prepared/../../evil.txt")
+        info.size = 4
+        tar.addfile(info, io.BytesIO(b"evil"))
+    with pytest.raises(workspace.NotebookStop, match=r"holds 'prepared/\.\./\.\./evil\.txt', which no kept"):
+        workspace.restore_prepared(kept, "data/prepared", progress=False)
+    with tarfile.open(kept, "w") as tar:
+        info = tarfile.TarInfo("prepared/labels/0.png")
+        info.size = 4000
+        tar.addfile(info, io.BytesIO(bytes(4000)))
+    kept.write_bytes(kept.read_bytes()[:1500])  # cut short, as an interrupted upload leaves it
+    with pytest.raises(workspace.NotebookStop, match=r"prepared\.tar is damaged .*run notebook 02 again"):
+        workspace.restore_prepared(kept, "data/prepared", progress=False)
+    assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "rt" / "data" / "prepared").exists()
+    assert list((tmp_path / "rt" / "data").iterdir()) == []  # no staging folder left
