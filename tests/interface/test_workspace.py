@@ -379,3 +379,20 @@ def test_a_damaged_or_foreign_kept_tar_stops_and_leaves_nothing(tmp_path, monkey
         workspace.restore_prepared(kept, "data/prepared", progress=False)
     assert not (tmp_path / "evil.txt").exists() and not (tmp_path / "rt" / "data" / "prepared").exists()
     assert list((tmp_path / "rt" / "data").iterdir()) == []  # no staging folder left
+
+
+def test_notebooks_run_in_place_write_only_to_git_ignored_places():
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    if shutil.which("git") is None or not (repo / ".git").exists():
+        pytest.skip("not a git checkout")
+    # SMOKE writes celebseg-smoke/ (workspace.SMOKE_DIR) beside the notebook; a real local
+    # run data/ and runs/. Run in place, that is under notebooks/.
+    written = [f"notebooks/{workspace.SMOKE_DIR}/data/prepared/prepare.json", "notebooks/data/prepared/x",
+               "notebooks/runs/sparse_ce/best.keras", f"{workspace.SMOKE_DIR}/runs/x", "data/prepared/x"]
+    done = subprocess.run(["git", "check-ignore", *written], cwd=repo, capture_output=True, text=True)
+    assert done.stdout.split() == written
+    kept = subprocess.run(["git", "check-ignore", "celebseg_utils/data/download.py"], cwd=repo)
+    assert kept.returncode == 1  # the package's own data/ folder is not ignored
