@@ -396,3 +396,45 @@ def test_notebooks_run_in_place_write_only_to_git_ignored_places():
     assert done.stdout.split() == written
     kept = subprocess.run(["git", "check-ignore", "celebseg_utils/data/download.py"], cwd=repo)
     assert kept.returncode == 1  # the package's own data/ folder is not ignored
+
+
+def test_fetch_from_drive_downloads_onto_drive_and_kaggle_folder_is_kept_as_one_tar(
+        tmp_path, monkeypatch, archive):
+    import shutil
+    import zipfile
+
+    from celebseg_utils.data import download as D
+
+    asked = []
+
+    def fake_fetch_drive(file_id, dest, progress=True, url=None):
+        asked.append((file_id, Path(dest)))
+        shutil.copy(archive, dest)
+        return Path(dest)
+
+    monkeypatch.setattr(D, "fetch_drive", fake_fetch_drive)
+    keep = tmp_path / "drive" / "celebseg"
+    runtime(tmp_path, monkeypatch, "rt1")
+    root = workspace.fetch_dataset("drive", "data/CelebAMask-HQ", keep=keep, progress=False,
+                                   drive_id="the-id")
+    # Straight onto Drive (where gdown's partial file survives a disconnect), then unpacked.
+    assert asked == [("the-id", keep / "data" / "CelebAMask-HQ.zip")]
+    assert D.verify_layout(root)["images"] == FACES
+
+    # Kaggle hands back a folder: it is kept on Drive as one tar, which a fresh runtime unpacks.
+    def fake_kaggle(slug, dest, progress):
+        with zipfile.ZipFile(archive) as zf:
+            zf.extractall(dest)
+        return Path(dest)
+
+    monkeypatch.setattr(D, "_fetch_kaggle", fake_kaggle)
+    keep2 = tmp_path / "drive2" / "celebseg"
+    runtime(tmp_path, monkeypatch, "rt2")
+    workspace.fetch_dataset("kaggle", "data/CelebAMask-HQ", keep=keep2, progress=False)
+    with tarfile.open(keep2 / "data" / "CelebAMask-HQ.tar") as tar:
+        names = tar.getnames()
+    assert sum(n.startswith("CelebAMask-HQ/CelebA-HQ-img/") for n in names) == FACES
+    third = runtime(tmp_path, monkeypatch, "rt3")
+    root = workspace.fetch_dataset("kaggle", "data/CelebAMask-HQ", keep=keep2, progress=False)
+    assert root == third / "data" / "CelebAMask-HQ" / "CelebAMask-HQ"
+    assert D.verify_layout(root)["images"] == FACES
