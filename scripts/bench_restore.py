@@ -85,7 +85,7 @@ def main(argv=None) -> int:
     start = time.perf_counter()
     kept = workspace.keep_prepared(prepared, drive / "celebseg", progress=False)
     keep_tar = time.perf_counter() - start
-    files = workspace._prepared_files(prepared)  # noqa: SLF001 - the very files the tar holds
+    files = workspace.prepared_files(prepared)  # the very files the tar holds
     loose = drive / "loose" / "prepared"
     start = time.perf_counter()
     for path, name in files:

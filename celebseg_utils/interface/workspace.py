@@ -404,16 +404,23 @@ def _keep_archive(source, keep_data: Path, data_dir: Path, archive, progress, op
 
 # --------------------------------------------------------------------------- the kept dataset
 
-def _prepared_files(prepared: Path) -> list[tuple[Path, str]]:
-    """(file, name in the tar) of a prepared folder, photos included; shards left out."""
+def prepared_files(prepared: Path | str) -> list[tuple[Path, str]]:
+    """``(file, name in the tar)`` of a prepared folder, photos included (as
+    ``CelebA-HQ-img/<k>.jpg``, wherever ``prepare.json`` finds them); hidden work folders
+    and TFRecord shards left out (shards are rebuilt where wanted).
+
+    >>> prepared_files("data/prepared")[:1]  # doctest: +SKIP
+    [(PosixPath('data/prepared/label_sources.tsv'), 'label_sources.tsv')]
+    """
     from celebseg_utils.data import layout
 
+    prepared = Path(prepared)
     info = layout.read_prepare_info(prepared)
     files = []
     for path in sorted(prepared.rglob("*")):
         rel = path.relative_to(prepared)
         if rel.parts[0].startswith(".") or rel.parts[0] in (layout.IMAGE_DIR, "tfrecords"):
-            continue  # work folders; photos come below; shards are rebuilt when wanted
+            continue  # work folders; photos come below; shards are left out
         if path.is_file():
             files.append((path, rel.as_posix()))
     for split in layout.SPLITS:
@@ -461,7 +468,7 @@ def pack_folder(folder: Path | str, dest: Path | str, top: str, files=None,
 def keep_prepared(prepared: Path | str, keep: Path, progress: bool = True) -> Path:
     """Keep the prepared folder ``prepared``, photos included, as ``KEEP/data/prepared.tar``."""
     prepared = Path(prepared)
-    files = _prepared_files(prepared)
+    files = prepared_files(prepared)
     check_disk(keep, sum(p.stat().st_size for p, _ in files), "keeping the prepared dataset")
     return pack_folder(prepared, keep / "data" / PREPARED_ARCHIVE, "prepared", files=files,
                        progress=progress)
