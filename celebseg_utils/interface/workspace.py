@@ -152,20 +152,6 @@ def gpu_problem(smoke: bool, gpu: bool | None = None, modules: Mapping | None = 
             f"its CPU would spend the whole time budget on a few steps; SMOKE = True needs no GPU)")
 
 
-def runtime_report(gpu_needed: bool = False, path: Path | str = ".") -> str:
-    """One line for a notebook's first cell: GPU or not (and how to get one), free disk.
-
-    >>> runtime_report().startswith("runtime: ")
-    True
-    """
-    parts = ["GPU" if has_gpu() else "no GPU"]
-    problem = gpu_problem(False) if gpu_needed else None
-    if problem:
-        parts[0] += f" ({GPU_HOWTO['colab' if in_colab() else 'kaggle']}; SMOKE = True needs none)"
-    parts.append(f"{shutil.disk_usage(path).free / 1e9:.0f} GB free on disk")
-    return "runtime: " + ", ".join(parts)
-
-
 def check_disk(path: Path | str, needed: int, what: str) -> None:
     """Stop before writing ``what`` when the disk of ``path`` has less than ``needed`` bytes free.
 

@@ -10,6 +10,7 @@ import nbformat
 from nbformat import v4
 
 from celebseg_utils.interface import notebook as nbh
+from celebseg_utils.interface import workspace as ws
 
 #: GitHub owner/name the badges and the install cell point at (a placeholder until the
 #: project has its public home; change it in celebseg_utils/interface/notebook.py), and the
@@ -36,9 +37,18 @@ def header(file: str, title: str, intro: str) -> list[dict]:
 
 
 def install_cells(gpu: bool = False) -> list[dict]:
-    """The install cell; it then says what the runtime has (a GPU? free disk?). ``gpu``:
-    a training notebook, which says how to switch the runtime when it has no GPU."""
+    """The install cell. ``gpu``: a training notebook's, which then says at once, on Colab
+    or Kaggle, when the runtime has no GPU and how to switch."""
     spec = nbh.package_spec(("download",), REPOSITORY, REF)
+    # Plain Python: the package is not importable before this cell has installed it. The
+    # advice is the package's (workspace.GPU_HOWTO), written in when the notebook is made.
+    gpu_check = "" if not gpu else f"""
+    # A training run on a CPU runtime would spend its whole time budget on a few steps.
+    import shutil
+
+    if not (os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
+        howto = {ws.GPU_HOWTO['colab']!r} if IN_COLAB else {ws.GPU_HOWTO['kaggle']!r}
+        print(f"No GPU on this runtime: {{howto}} (SMOKE = True needs none).")"""
     return [
         md(f"""
 ## Install
@@ -64,10 +74,7 @@ IN_KAGGLE = bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
 CELEBSEG_SPEC = os.environ.get("{nbh.SPEC_VARIABLE}", "{spec}")
 if IN_COLAB or IN_KAGGLE:
     print("installing", CELEBSEG_SPEC)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", CELEBSEG_SPEC], check=True)
-    from celebseg_utils.interface.workspace import runtime_report
-
-    print(runtime_report(gpu_needed={gpu}))
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", CELEBSEG_SPEC], check=True){gpu_check}
 """),
     ]
 

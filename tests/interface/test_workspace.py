@@ -438,3 +438,25 @@ def test_fetch_from_drive_downloads_onto_drive_and_kaggle_folder_is_kept_as_one_
     root = workspace.fetch_dataset("kaggle", "data/CelebAMask-HQ", keep=keep2, progress=False)
     assert root == third / "data" / "CelebAMask-HQ" / "CelebAMask-HQ"
     assert D.verify_layout(root)["images"] == FACES
+
+
+@pytest.mark.parametrize("number, says", [("04", True), ("06", True), ("01", False)])
+def test_first_cell_of_a_training_notebook_says_when_colab_has_no_gpu(number, says, monkeypatch, capsys):
+    import shutil
+    import subprocess
+
+    repo = Path(__file__).resolve().parents[2]
+    notebook_file = next((repo / "notebooks").glob(f"{number}_*.ipynb"))
+    cells = [c for c in json.loads(notebook_file.read_text())["cells"] if c["cell_type"] == "code"]
+    first = "".join(cells[0]["source"])
+    monkeypatch.setenv("COLAB_RELEASE_TAG", "release")
+    monkeypatch.setattr(subprocess, "run", lambda cmd, **kw: None)  # no pip here
+    real_exists = os.path.exists
+    for gpu in (False, True):
+        monkeypatch.setattr(os.path, "exists", lambda p, gpu=gpu: gpu if p == "/dev/nvidia0" else real_exists(p))
+        monkeypatch.setattr(shutil, "which", lambda name: None)
+        exec(compile(first, "<first cell>", "exec"), {})
+        out = capsys.readouterr().out
+        said = ("No GPU on this runtime: Runtime > Change runtime type > T4 GPU, then Run all again "
+                "(SMOKE = True needs none).") in out
+        assert said == (says and not gpu), out
