@@ -17,7 +17,11 @@ Steps, each reported on one line of the log:
    fails the check; the packages added are listed;
 5. install the test tools under the runtime's pins as constraints, then run, in that
    environment, the seven notebooks with ``SMOKE=True`` (tests/test_notebooks.py) and the
-   model, loss and widget tests.
+   model, loss and widget tests;
+6. Colab only: play the journey's ``01 -> 02 -> 04`` leg there (tests/test_journey.py with
+   ``CELEBSEG_SIMULATED_RUNTIME=colab``): each notebook on a fresh runtime that shares only
+   a folder standing for Google Drive, with ``COLAB_RELEASE_TAG`` set, then 04 again, which
+   must resume from Drive. Its timings are logged.
 
 Exit status: 0 pass, 1 fail, 3 skipped (no interpreter).
 """
@@ -237,8 +241,28 @@ def check(manifest: Path, python: str | None, work: Path, run_tests: bool) -> in
         _dump(done.stdout[-6000:] + done.stderr[-3000:], log)
         log("FAIL")
         return 1
+    if runtime == "colab" and not journey(venv_python, test_env, work, log):
+        log("FAIL")
+        return 1
     log("PASS")
     return 0
+
+
+def journey(venv_python: Path, test_env: dict, work: Path, log) -> bool:
+    """The 01 -> 02 -> 04 leg of the Colab journey, in the runtime (tests/test_journey.py)."""
+    start = time.perf_counter()
+    times = work / "journey-times.txt"
+    times.unlink(missing_ok=True)
+    env = {**test_env, "CELEBSEG_SIMULATED_RUNTIME": "colab", "CELEBSEG_JOURNEY_TIMES": str(times)}
+    done = subprocess.run([str(venv_python), "-m", "pytest", "-q", "-p", "no:cacheprovider",
+                           "tests/test_journey.py"], cwd=REPO_ROOT, env=env,
+                          capture_output=True, text=True)
+    summary = (done.stdout.strip().splitlines() or ["(no output)"])[-1]
+    played = times.read_text().strip() if times.exists() else "no timings"
+    log(f"{played}; tests ({time.perf_counter() - start:.0f} s): {summary}")
+    if done.returncode != 0:
+        _dump(done.stdout[-6000:] + done.stderr[-3000:], log)
+    return done.returncode == 0
 
 
 def main(argv=None) -> int:

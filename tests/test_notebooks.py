@@ -1,9 +1,11 @@
 """Every numbered notebook runs headless with papermill in SMOKE mode without a cell error.
 
 Each notebook executes in its own temporary working folder with the kernel ``python3``.
-They share one synthetic workspace (built once) and one run root, so that in a full run
-notebook 07 compares the runs that 04-06 trained, as a user's session would; run alone,
-07 trains its own tiny runs.
+They share one folder standing for Google Drive (``CELEBSEG_DRIVE_ROOT``), holding from the
+start the synthetic archive notebook 01 keeps there, so that any notebook also runs alone
+and finds its data through ``ensure_data``; in a full run notebook 07 compares the runs
+that 04-06 kept there, as a user's session would; run alone, 07 trains its own tiny runs.
+The journey across fresh runtimes, in order, is tests/test_journey.py.
 """
 
 from __future__ import annotations
@@ -34,9 +36,13 @@ def _declared_parameters(path: Path) -> set[str]:
 
 
 @pytest.fixture(scope="session")
-def shared(tmp_path_factory):
-    root = tmp_path_factory.mktemp("notebooks-shared")
-    return {"SMOKE_ROOT": str(root / "smoke"), "RUN_ROOT": str(root / "runs")}
+def drive(tmp_path_factory):
+    """"My Drive", with what notebook 01 in SMOKE mode keeps there: the synthetic archive."""
+    from celebseg_utils.interface import workspace
+
+    root = tmp_path_factory.mktemp("drive")
+    workspace.smoke_archive(root / workspace.SMOKE_KEEP_FOLDER / "data")
+    return root
 
 
 def test_all_seven_notebooks_are_collected():
@@ -45,10 +51,13 @@ def test_all_seven_notebooks_are_collected():
 
 @pytest.mark.slow
 @pytest.mark.parametrize("name", NOTEBOOKS)
-def test_notebook_runs_headless_in_smoke_mode(name, shared, tmp_path, monkeypatch):
+def test_notebook_runs_headless_in_smoke_mode(name, drive, tmp_path, monkeypatch):
+    from celebseg_utils.interface import workspace
+
     source = NOTEBOOK_DIR / name
-    declared = _declared_parameters(source)
-    params = {"SMOKE": True, **{k: v for k, v in shared.items() if k in declared}}
+    assert "SMOKE" in _declared_parameters(source)
+    params = {"SMOKE": True}
+    monkeypatch.setenv(workspace.DRIVE_ROOT_VARIABLE, str(drive))
     # The kernel inherits the environment: off any GPU, and with no TF_CPP_MIN_LOG_LEVEL of
     # the test's own, so the start-up output checked below is what a user's kernel shows.
     monkeypatch.delenv("TF_CPP_MIN_LOG_LEVEL", raising=False)

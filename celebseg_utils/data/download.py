@@ -113,13 +113,15 @@ def _fetch_and_unpack(source, out, archive, kaggle_slug, drive_id, progress) -> 
         _unpack(src, out, progress)
         return
     staging = out / DOWNLOAD_DIR
-    if staging.exists():
-        shutil.rmtree(staging)  # a half-finished earlier download; files there are incomplete
+    if source == "kaggle":
+        # kagglehub cannot resume: what an interrupted download left there is incomplete.
+        shutil.rmtree(staging / "kaggle", ignore_errors=True)
+        fetched = _fetch_kaggle(kaggle_slug, staging / "kaggle", progress)
+    else:
+        # gdown's partial file (CelebAMask-HQ.zip<8 chars>.part) stays in the staging folder
+        # when a download is interrupted, and the next call resumes it.
+        fetched = fetch_drive(drive_id, staging / "CelebAMask-HQ.zip", progress)
     try:
-        if source == "kaggle":
-            fetched = _fetch_kaggle(kaggle_slug, staging / "kaggle", progress)
-        else:
-            fetched = _fetch_drive(drive_id, staging / "CelebAMask-HQ.zip", progress)
         # A Kaggle/Colab notebook may hand back its read-only mount instead: copy from it.
         _unpack(fetched, out, progress, owned=staging in fetched.parents, contents=True)
     finally:
@@ -237,22 +239,86 @@ def _fetch_kaggle(slug: str, dest: Path, progress: bool) -> Path:
     return Path(got)
 
 
-def _fetch_drive(file_id: str, dest: Path, progress: bool) -> Path:
+def fetch_drive(file_id: str | None, dest: Path, progress: bool = True, url: str | None = None) -> Path:
+    """Download a Google Drive file (or ``url``) to ``dest`` with ``gdown``, resuming.
+
+    An interrupted download leaves gdown's partial file beside ``dest``
+    (``<dest name><8 characters>.part``); the next call asks the server only for the bytes
+    still missing (an HTTP range request) and appends them. ``url`` replaces the Drive
+    address (any server that honours ranges; the tests use one of their own).
+
+    >>> fetch_drive(DEFAULT_DRIVE_ID, Path("/content/celebseg/data/CelebAMask-HQ.zip"))  # doctest: +SKIP
+    PosixPath('/content/celebseg/data/CelebAMask-HQ.zip')
+    """
     import gdown
 
-    _say(f"downloading Google Drive file {file_id} ...")
+    dest = Path(dest)
+    if dest.is_file():
+        return dest  # gdown renames the partial file only once it is complete
+    _say(f"downloading {'Google Drive file ' + file_id if url is None else url} ...")
     dest.parent.mkdir(parents=True, exist_ok=True)
     try:
-        got = gdown.download(id=file_id, output=str(dest), quiet=not progress)
+        got = gdown.download(url=url, id=None if url else file_id, output=str(dest),
+                             quiet=not progress, resume=True)
     except Exception as exc:  # network, quota exceeded, removed file
         got, reason = None, f"{type(exc).__name__}: {_one_line(exc)}"
     else:
         reason = "no file came back"
     if not got or not Path(got).exists():
-        raise CelebsegError(f"Google Drive download of {file_id!r} failed ({reason}); Drive "
-                            f"limits large downloads, so try later, use --source kaggle, or "
-                            f"download the zip by hand and use --source archive --archive FILE")
+        raise CelebsegError(f"Google Drive download of {file_id or url!r} failed ({reason}); what "
+                            f"arrived is kept and the next try resumes it. Drive limits large "
+                            f"downloads, so try later, use --source kaggle, or download the "
+                            f"zip by hand and use --source archive --archive FILE")
     return Path(got)
+
+
+def copy_resumable(src, dest, progress: bool = True, chunk: int = 8 << 20) -> Path:
+    """Copy the file ``src`` to ``dest`` through ``dest.part``, resuming a copy cut short.
+
+    A partial ``dest.part`` whose bytes are the start of ``src`` is continued from where it
+    stopped (its last chunk is compared first); anything else is started again. The copy
+    is renamed to ``dest`` only once complete. A ``dest`` already as large as ``src`` is
+    taken as done. This is how notebook 01 keeps a local archive on Google Drive, where a
+    copy of a few GB can be cut by a disconnect.
+
+    >>> import tempfile
+    >>> d = Path(tempfile.mkdtemp()); _ = (d / "a.zip").write_bytes(b"x" * 10)
+    >>> copy_resumable(d / "a.zip", d / "kept" / "a.zip", progress=False).stat().st_size
+    10
+    """
+    from tqdm.auto import tqdm
+
+    src, dest = Path(src), Path(dest)
+    size = src.stat().st_size
+    if dest.is_file() and dest.stat().st_size == size:
+        return dest
+    dest.parent.mkdir(parents=True, exist_ok=True)
+    part = dest.with_name(dest.name + ".part")
+    done = part.stat().st_size if part.is_file() else 0
+    if done > size or (done and not _same_tail(src, part, done)):
+        done = 0
+    with open(src, "rb") as fin, open(part, "r+b" if done else "wb") as fout, \
+            tqdm(total=size, initial=done, unit="B", unit_scale=True, desc=f"copy {src.name}",
+                 disable=not progress) as bar:
+        fin.seek(done)
+        fout.seek(done)
+        fout.truncate()
+        while block := fin.read(chunk):
+            fout.write(block)
+            bar.update(len(block))
+    if done:
+        _say(f"resumed the copy of {src.name} at {done:,} of {size:,} bytes")
+    os.replace(part, dest)
+    return dest
+
+
+def _same_tail(src: Path, part: Path, done: int, probe: int = 1 << 20) -> bool:
+    """True when the last bytes of ``part`` are those of ``src`` at the same place."""
+    start = max(0, done - probe)
+    with open(src, "rb") as a, open(part, "rb") as b:
+        a.seek(start)
+        b.seek(start)
+        return a.read(done - start) == b.read(done - start)
 
 
 def _one_line(exc: Exception) -> str:
@@ -341,6 +407,18 @@ def _write_marker(out: Path, root: Path, counts: dict) -> None:
     atomic_write_json(out / MARKER_NAME, {
         "root": os.path.relpath(root, out), **counts,
         "image_dir_entries": len(os.listdir(root / layout.IMAGE_DIR))})
+
+
+def find_verified(out) -> Path | None:
+    """The dataset root under ``out`` when it was downloaded and verified, else None.
+
+    Cheap (the folder is listed, not read): what a notebook asks before doing anything.
+
+    >>> find_verified("/nonexistent") is None
+    True
+    """
+    out = Path(out).expanduser().absolute()
+    return _check_marker(out) if out.is_dir() else None
 
 
 def _check_marker(out: Path) -> Path | None:

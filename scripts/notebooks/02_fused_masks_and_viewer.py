@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from nb_cells import SMOKE_WORKSPACE, code, header, install_cells, md, notebook, parameters_cells
+from nb_cells import code, header, install_cells, md, notebook, parameters_cells
 
 
 def build() -> nbformat.NotebookNode:
@@ -19,20 +19,20 @@ the result.
     cells += install_cells()
     cells += parameters_cells("""
 SMOKE = False                      # True: synthetic faces, tiny sizes, CPU (what CI runs)
-DATA_DIR = "data/CelebAMask-HQ"    # the raw dataset (notebook 01)
-PREPARED_DIR = "data/prepared"     # fused label maps and splits go here
+DATA_DIR = "data/CelebAMask-HQ"    # the raw dataset (notebook 01; unpacked again if missing)
+PREPARED_DIR = "data/prepared"     # fused label maps and splits go here (and kept on Drive)
 WORKERS = None                     # processes for fusing; None: all cores
 TFRECORDS = False                  # also write TFRecord shards (faster input on TPUs / big GPUs)
-SMOKE_ROOT = "celebseg-smoke"      # SMOKE only: the synthetic workspace
 SHOW_IDS = [0, 1, 2, 3]            # images for the picture grid (the first: one class at a time)
 VIEWER_SPLIT = "val"               # the split the mask viewer browses: "train", "val" or "test"
 """)
     cells += [
-        code(f"""
-if SMOKE:
-{SMOKE_WORKSPACE}
-    DATA_DIR = workspace["data_root"]
-    PREPARED_DIR = f"{{SMOKE_ROOT}}/prepared-02"
+        code("""
+from celebseg_utils.interface import workspace
+
+if SMOKE:  # the same flow on the synthetic archive of notebook 01, kept apart from real data
+    DATA_DIR = f"{workspace.SMOKE_DIR}/data/CelebAMask-HQ"
+    PREPARED_DIR = f"{workspace.SMOKE_DIR}/data/prepared"
 """),
         md("""
 ## Fusing the masks
@@ -46,13 +46,19 @@ and masks are brought to 512×512. Our label maps are byte-identical to theirs.
 The split follows CelebA's official partition through the mapping file: an image is
 *val* or *test* when its CelebA original is, which gives 24,183 / 2,993 / 2,824 images.
 Preparing the full dataset takes a few minutes; it is done once.
+
+`ensure_data` finds the raw dataset where notebook 01 left it (on this runtime's disk, or
+the archive it kept on Drive, unpacked again on a fresh runtime; on Kaggle, a dataset
+attached to the notebook), prepares it, and keeps the result on Drive as **one file**,
+`prepared.tar` (photos included): notebooks 03-07 restore it from there in a fraction of
+the time many small files would take. Already prepared or kept: nothing is done again.
 """),
         code("""
-from celebseg_utils import prepare_dataset
 from celebseg_utils.interface import notebook
 
-summary = prepare_dataset(DATA_DIR, PREPARED_DIR, workers=WORKERS, tfrecords=TFRECORDS)
-notebook.prepare_summary(summary)
+ready = workspace.ensure_data(PREPARED_DIR, DATA_DIR, smoke=SMOKE, workers=WORKERS,
+                              tfrecords=TFRECORDS)
+notebook.prepare_summary(ready.summary) if ready.summary else ready
 """),
         md("""
 ## Photo, label map, overlay

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from nb_cells import SMOKE_WORKSPACE, code, header, install_cells, md, notebook, parameters_cells
+from nb_cells import DATA_EXPLAIN, SMOKE_PREPARED, code, header, install_cells, md, notebook, parameters_cells
 from nb_teach import loss_cells
 
 
@@ -19,16 +19,18 @@ imbalance on the training split and computes the class weights the training note
     cells += install_cells()
     cells += parameters_cells("""
 SMOKE = False                      # True: synthetic faces, tiny sizes, CPU (what CI runs)
-PREPARED_DIR = "data/prepared"     # written by notebook 02
+PREPARED_DIR = "data/prepared"     # made ready below (prepared by notebook 02, kept on Drive)
 SPLIT = "train"                    # statistics come from the training split only
 EXAMPLE_ID = None                  # image for the weight-map picture; None: one with rare parts
-SMOKE_ROOT = "celebseg-smoke"      # SMOKE only: the synthetic workspace
 """)
     cells += [
+        md(DATA_EXPLAIN),
         code(f"""
+from celebseg_utils.interface import workspace
+
 if SMOKE:
-{SMOKE_WORKSPACE}
-    PREPARED_DIR = workspace["prepared"]
+    {SMOKE_PREPARED}
+workspace.ensure_data(PREPARED_DIR, smoke=SMOKE)
 """),
         md("""
 ## Counting pixels

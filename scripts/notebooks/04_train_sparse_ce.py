@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from nb_cells import code, header, install_cells, md, notebook, parameters_cells
+from nb_cells import DATA_EXPLAIN, code, header, install_cells, md, notebook, parameters_cells
 from nb_teach import model_cells, skip_cells
 from nb_training import TRAIN_EXPLAIN, TRAIN_PARAMS, TRAIN_SMOKE, training_cells
 
@@ -22,9 +22,9 @@ Use a GPU runtime (*Runtime → Change runtime type*). The default preset, `cola
 session on a T4; `colab-t4` is the full-quality 512 px run (up to 4 hours), `kaggle-2xt4`
 uses Kaggle's two T4s, `colab-a100` an A100.
 """)
-    cells += install_cells()
+    cells += install_cells(gpu=True)
     cells += parameters_cells(TRAIN_PARAMS, TRAIN_EXPLAIN)
-    cells += [code(TRAIN_SMOKE)]
+    cells += [md(DATA_EXPLAIN), code(TRAIN_SMOKE)]
     cells += model_cells()  # DeepLabV3+ explained before it is trained
     cells += training_cells(["sparse_ce"])
     cells += skip_cells()  # the skip ablation, repeated on the model just trained

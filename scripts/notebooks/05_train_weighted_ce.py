@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import nbformat
 
-from nb_cells import code, header, install_cells, md, notebook, parameters_cells
+from nb_cells import DATA_EXPLAIN, code, header, install_cells, md, notebook, parameters_cells
 from nb_training import TRAIN_EXPLAIN, TRAIN_PARAMS, TRAIN_SMOKE, training_cells
 
 from celebseg_utils.models.recipes import RECIPES
@@ -76,7 +76,7 @@ def build() -> nbformat.NotebookNode:
                         + (" (the default)" if name == LOSSES[0] else "") for name in LOSSES)
     cells = header(file, "05 · Train the seed's experiment: weighted cross-entropy",
                    INTRO.format(choices=choices, **f))
-    cells += install_cells()
+    cells += install_cells(gpu=True)
     loss_line = (f'LOSS = "{LOSSES[0]}"       # the seed\'s scheme; or '
                  + ", ".join(f'"{n}"' for n in LOSSES[1:]) + "\n")
     cells += parameters_cells(TRAIN_PARAMS + loss_line, TRAIN_EXPLAIN + """
@@ -85,7 +85,7 @@ def build() -> nbformat.NotebookNode:
 reads. Median-frequency weights are the default of `weighted_ce`; another scheme of
 notebook 03 is one override away: `OVERRIDES = ["loss.class_weights=inv_freq"]`.
 """)
-    cells += [code(TRAIN_SMOKE)]
+    cells += [md(DATA_EXPLAIN), code(TRAIN_SMOKE)]
     cells += training_cells(["=LOSS"])
     cells += [
         md("""

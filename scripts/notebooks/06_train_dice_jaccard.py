@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from nb_cells import code, header, install_cells, md, notebook, parameters_cells
+from nb_cells import DATA_EXPLAIN, code, header, install_cells, md, notebook, parameters_cells
 from nb_training import TRAIN_EXPLAIN, TRAIN_PARAMS, TRAIN_SMOKE, training_cells
 
 
@@ -18,9 +18,9 @@ averaged over the classes. Each class then counts once, whatever its size: the i
 handled by the form of the loss rather than by weights. Jaccard is closest to the IoU we
 report, Dice to the F1. This notebook trains one model with each, one after the other.
 """)
-    cells += install_cells()
+    cells += install_cells(gpu=True)
     cells += parameters_cells(TRAIN_PARAMS, TRAIN_EXPLAIN)
-    cells += [code(TRAIN_SMOKE)]
+    cells += [md(DATA_EXPLAIN), code(TRAIN_SMOKE)]
     cells += training_cells(["dice", "jaccard"])
     cells += [md("Next: **07 · Compare the losses** puts the four runs side by side.")]
     return notebook(file, cells, gpu=True)

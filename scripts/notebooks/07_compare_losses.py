@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import nbformat
 
-from nb_cells import SMOKE_WORKSPACE, code, header, install_cells, md, notebook, parameters_cells
+from nb_cells import DATA_EXPLAIN, SMOKE_PREPARED, code, header, install_cells, md, notebook, parameters_cells
 
 from celebseg_utils.engine import holds
 from celebseg_utils.study import quotes
@@ -58,10 +58,9 @@ between them can be judged to hold; the reference study at the end has three see
     cells += install_cells()
     cells += parameters_cells("""
 SMOKE = False                      # True: synthetic faces, tiny sizes, CPU (what CI runs)
-PREPARED_DIR = "data/prepared"     # written by notebook 02
+PREPARED_DIR = "data/prepared"     # made ready below (prepared by notebook 02, kept on Drive)
 RUN_ROOT = None                    # where 04-06 wrote their runs (None: Drive, else ./runs)
 RUNS = ["sparse_ce", "pixel_weighted_ce", "dice", "jaccard"]  # 05's run: its LOSS
-SMOKE_ROOT = "celebseg-smoke"      # SMOKE only: the synthetic workspace
 SHOW_IMAGES = 3                    # test images in the prediction grids
 PHOTO = None                       # your own photo (a path); None: a test face, framed
 """, """
@@ -69,11 +68,14 @@ The runs come from notebooks 04-06. In SMOKE mode, runs that are missing are tra
 in a few seconds each, so this notebook also works on its own.
 """)
     cells += [
+        md(DATA_EXPLAIN),
         code(f"""
+from celebseg_utils.interface import workspace
+
 if SMOKE:
-{SMOKE_WORKSPACE}
-    PREPARED_DIR = workspace["prepared"]
-    RUN_ROOT = RUN_ROOT or f"{{SMOKE_ROOT}}/runs"  # where 04-06 put their SMOKE runs
+    {SMOKE_PREPARED}
+    RUN_ROOT = RUN_ROOT or workspace.run_root(smoke=True)  # where 04-06 put their SMOKE runs
+workspace.ensure_data(PREPARED_DIR, smoke=SMOKE)
 """),
         md("""
 ## The runs
@@ -85,7 +87,7 @@ evaluated now; a missing run is an error that names the notebook to run.
         code("""
 from celebseg_utils.interface import notebook
 
-run_dirs = notebook.ensure_runs(RUNS, PREPARED_DIR, root=RUN_ROOT, smoke=SMOKE)
+run_dirs = workspace.ensure_runs(RUNS, PREPARED_DIR, root=RUN_ROOT, smoke=SMOKE)
 run_dirs
 """),
         md("""

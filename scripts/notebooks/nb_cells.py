@@ -1,5 +1,5 @@
 """The machinery of the notebook generator: cell builders, the cells every notebook shares
-(title and badge, install, parameters, the SMOKE workspace) and the writing of a notebook
+(title and badge, install, parameters, the data cell) and the writing of a notebook
 without outputs. What each notebook says lives in its own story file beside this one
 (``NN_name.py``, one per notebook); ``scripts/make_notebooks.py`` writes them all.
 """
@@ -10,6 +10,7 @@ import nbformat
 from nbformat import v4
 
 from celebseg_utils.interface import notebook as nbh
+from celebseg_utils.interface import workspace as ws
 
 #: GitHub owner/name the badges and the install cell point at (a placeholder until the
 #: project has its public home; change it in celebseg_utils/interface/notebook.py), and the
@@ -35,8 +36,19 @@ def header(file: str, title: str, intro: str) -> list[dict]:
     return [md(f"# {title}\n\n{nbh.colab_badge(file, REPOSITORY, REF or nbh.BRANCH)}\n\n{intro.strip()}")]
 
 
-def install_cells() -> list[dict]:
+def install_cells(gpu: bool = False) -> list[dict]:
+    """The install cell. ``gpu``: a training notebook's, which then says at once, on Colab
+    or Kaggle, when the runtime has no GPU and how to switch."""
     spec = nbh.package_spec(("download",), REPOSITORY, REF)
+    # Plain Python: the package is not importable before this cell has installed it. The
+    # advice is the package's (workspace.GPU_HOWTO), written in when the notebook is made.
+    gpu_check = "" if not gpu else f"""
+    # A training run on a CPU runtime would spend its whole time budget on a few steps.
+    import shutil
+
+    if not (os.path.exists("/dev/nvidia0") or shutil.which("nvidia-smi")):
+        howto = {ws.GPU_HOWTO['colab']!r} if IN_COLAB else {ws.GPU_HOWTO['kaggle']!r}
+        print(f"No GPU on this runtime: {{howto}} (SMOKE = True needs none).")"""
     return [
         md(f"""
 ## Install
@@ -45,6 +57,7 @@ Colab and Kaggle already ship TensorFlow, Keras and the Jupyter widget stack bui
 them, so the cell below installs only `celebseg` and what the runtime lacks, and changes
 none of the packages it ships (CI checks this against both runtimes' manifests). On your
 own machine it does nothing; there `make setup` has already installed everything.
+{"This notebook trains: it says at once when the runtime has no GPU, and how to switch." if gpu else ""}
 
 To install a fork, a branch or a tag instead, set `CELEBSEG_SPEC` before running it, e.g.
 `%env {nbh.SPEC_VARIABLE}=celebseg[download] @ git+https://github.com/you/celebseg@your-branch`
@@ -61,7 +74,7 @@ IN_KAGGLE = bool(os.environ.get("KAGGLE_KERNEL_RUN_TYPE"))
 CELEBSEG_SPEC = os.environ.get("{nbh.SPEC_VARIABLE}", "{spec}")
 if IN_COLAB or IN_KAGGLE:
     print("installing", CELEBSEG_SPEC)
-    subprocess.run([sys.executable, "-m", "pip", "install", "-q", CELEBSEG_SPEC], check=True)
+    subprocess.run([sys.executable, "-m", "pip", "install", "-q", CELEBSEG_SPEC], check=True){gpu_check}
 """),
     ]
 
@@ -71,18 +84,30 @@ def parameters_cells(lines: str, explain: str = "") -> list[dict]:
         md(f"""
 ## Parameters
 
-`SMOKE = True` swaps the real dataset for a few synthetic faces at 64 px and shrinks every
-size, so the whole notebook runs on a CPU in about a minute; CI runs every notebook that
-way. Leave it `False` for the real thing. {explain.strip()}
+`SMOKE = True` swaps the real download for a small archive of synthetic faces at 64 px
+and shrinks every size, so the whole notebook runs on a CPU in about a minute; the flow
+stays the same (the data is kept and found as for real, in `celebseg-smoke` folders, apart
+from real data). CI runs every notebook that way. Leave it `False` for the real thing.
+{explain.strip()}
 """),
         code(lines, tags=("parameters",)),
     ]
 
 
-SMOKE_WORKSPACE = """\
-    from celebseg_utils.demo import smoke_workspace
+#: The SMOKE half of every data cell from notebook 02 on: the same flow, toy data kept apart
+#: from real data (``celebseg-smoke/`` here, ``celebseg-smoke`` on Drive).
+SMOKE_PREPARED = 'PREPARED_DIR = f"{workspace.SMOKE_DIR}/data/prepared"'
 
-    workspace = smoke_workspace(SMOKE_ROOT, count=48, image_size=64)"""
+DATA_EXPLAIN = """
+## The data
+
+`ensure_data` makes the prepared dataset ready on this runtime, whatever it holds: already
+on its disk, nothing to do; kept on Google Drive (Colab) or in `/kaggle/working` (Kaggle) by
+notebook 02, restored from there (one file, with a progress bar and the time left); only
+the archive kept by notebook 01, prepared again. With nothing kept it stops with one line
+naming the notebook to run first. So this notebook can be opened first, or again after a
+disconnect.
+"""
 
 
 def notebook(file: str, cells: list[dict], gpu: bool = False) -> nbformat.NotebookNode:

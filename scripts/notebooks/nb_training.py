@@ -1,5 +1,5 @@
-"""What notebooks 04-06 share: their parameters, SMOKE cell and the configure / train /
-evaluate / show cells of each run. Each of the three story files adds its title and runs.
+"""What notebooks 04-06 share: their parameters, data cell (SMOKE sizes, ``ensure_data``)
+and the configure / train / evaluate / show cells of each run. Each of the three story files adds its title and runs.
 """
 
 from __future__ import annotations
@@ -8,7 +8,7 @@ from nb_cells import code, md
 
 TRAIN_PARAMS = """
 SMOKE = False                      # True: synthetic faces, tiny sizes, CPU (what CI runs)
-PREPARED_DIR = "data/prepared"     # written by notebook 02 (class weights: notebook 03)
+PREPARED_DIR = "data/prepared"     # made ready below (prepared by notebook 02, kept on Drive)
 RUN_ROOT = None                    # None: Google Drive when mounted (Colab), else ./runs
 PRESET = "colab-t4-quick"          # 256 px, 40 min a run: the four loss runs of notebooks
                                    # 04-06 fit one free Colab session. Full quality, one loss
@@ -18,21 +18,21 @@ TIME_BUDGET_MINUTES = "preset"     # minutes this run may take (it plans its epo
                                    # (40 for colab-t4-quick); None: the preset's epochs in full
 # OVERRIDES: `--set`-style "KEY=VALUE" strings, e.g. ["epochs=20", "batch_size=16"]
 OVERRIDES = []
-SMOKE_ROOT = "celebseg-smoke"      # SMOKE only: the synthetic workspace
 SHOW_IMAGES = 3                    # test images in the prediction grid
 """
 
+#: The data cell of a training notebook: SMOKE's sizes, then the data made ready (and, on
+#: Colab or Kaggle outside SMOKE, a stop when the runtime has no GPU).
 TRAIN_SMOKE = """
-if SMOKE:
-    from celebseg_utils.interface import notebook
-    from celebseg_utils.demo import smoke_workspace
+from celebseg_utils.interface import notebook, workspace
 
-    workspace = smoke_workspace(SMOKE_ROOT, count=48, image_size=64)
-    PREPARED_DIR = workspace["prepared"]
-    RUN_ROOT = RUN_ROOT or f"{SMOKE_ROOT}/runs"  # never mix toy runs with real ones
-    PRESET = notebook.SMOKE_PRESET  # MobileNetV3, random init; then 64 px, 1 epoch of 2 steps
-    OVERRIDES = [*notebook.SMOKE_OVERRIDES, *OVERRIDES]
+if SMOKE:  # the same flow at toy sizes, kept apart from real data and runs
+    PREPARED_DIR = f"{workspace.SMOKE_DIR}/data/prepared"
+    RUN_ROOT = RUN_ROOT or workspace.run_root(smoke=True)
+    PRESET = workspace.SMOKE_PRESET  # MobileNetV3, random init; then 64 px, 1 epoch of 2 steps
+    OVERRIDES = [*workspace.SMOKE_OVERRIDES, *OVERRIDES]
     TIME_BUDGET_MINUTES = None  # a few fixed steps
+workspace.ensure_data(PREPARED_DIR, smoke=SMOKE, gpu=True)
 """
 
 TRAIN_EXPLAIN = """
@@ -106,10 +106,10 @@ history: on Google Drive when it is mounted, else under `runs/`.
 """),
             code(f"""
 from celebseg_utils.engine import config, control
-from celebseg_utils.interface import notebook
+from celebseg_utils.interface import workspace
 from celebseg_utils.models.recipes import RECIPES
 
-run_dir = notebook.mount_drive_run_dir({name_code}, root=RUN_ROOT)
+run_dir = workspace.mount_drive_run_dir({name_code}, root=RUN_ROOT)
 budget = [] if TIME_BUDGET_MINUTES == "preset" else [f"time_budget_minutes={{TIME_BUDGET_MINUTES}}"]{plan_code}
 cfg = config.resolve_config(preset=PRESET, run_dir=run_dir, overrides=[
     f"data.prepared={{PREPARED_DIR}}", *RECIPES[{name_code}].overrides(), *budget,{"" if plans_itself else " *plan,"}
@@ -128,7 +128,7 @@ at once for a finished one. The test evaluation below is part of the time budget
 from celebseg_utils.interface import notebook_figures as figures
 from celebseg_utils.engine import train
 
-result = train.train(cfg, test_images=notebook.split_size(PREPARED_DIR, "test"))
+result = train.train(cfg, test_images=workspace.split_size(PREPARED_DIR, "test"))
 faces = "synthetic faces" if SMOKE else "real faces"
 figures.plot_history(result["history"], loss=run_dir.name,
                      title=f"{run_dir.name}: {faces}, {cfg.image_size} px, {result['epochs']} epochs "
@@ -142,11 +142,11 @@ F1 per class, mIoU over the 19 classes, mean F1 over the 18 facial classes (the 
 face-parsing number), and pixel accuracy.
 """),
             code("""
-from celebseg_utils.engine import evaluate
 from celebseg_utils.engine.results import results_table
+from celebseg_utils.interface import notebook
 
-results = evaluate.evaluate_model(result["best_model"], PREPARED_DIR, split="test",
-                                  out=run_dir / "results.json")
+# A finished run reopened on a fresh runtime reads its scores back from Drive.
+results = workspace.run_test_scores(run_dir, result["best_model"], PREPARED_DIR)
 notebook.Markdown(results_table(results))
 """),
             md(f"""

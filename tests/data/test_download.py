@@ -205,7 +205,9 @@ def test_drive_path_calls_gdown_with_the_id(tmp_path, monkeypatch, good_zip):
     monkeypatch.setattr(gdown, "download", lambda **k: None)  # what gdown returns on quota errors
     with pytest.raises(CelebsegError, match="Google Drive download of 'other-id' failed.*--source archive"):
         D.download_dataset("drive", tmp_path / "data2", drive_id="other-id", progress=False)
-    assert list((tmp_path / "data2").iterdir()) == []
+    # Nothing unpacked; only the download folder, where a partial file would wait for a resume.
+    assert [p.name for p in (tmp_path / "data2").iterdir()] == [D.DOWNLOAD_DIR]
+    assert list((tmp_path / "data2" / D.DOWNLOAD_DIR).iterdir()) == []
 
 
 def test_wrong_dataset_is_refused_before_unpacking(tmp_path):
@@ -266,3 +268,79 @@ def test_round_trip_of_the_synthetic_generator(tmp_path):
     counts = json.loads((tmp_path / "data" / D.MARKER_NAME).read_text())
     assert (counts["images"], counts["mapping_rows"], counts["mask_folders"]) == (3, 3, [0])
     assert len(list((root / layout.IMAGE_DIR).glob("*.jpg"))) == 3
+
+
+# -- resuming an interrupted download -------------------------------------------------------
+
+def test_archive_copy_resumes_from_its_partial_file(tmp_path, good_zip, capsys):
+    data = good_zip.read_bytes()
+    dest = tmp_path / "drive" / "CelebAMask-HQ.zip"
+    dest.parent.mkdir()
+    cut = len(data) * 2 // 5
+    (dest.parent / "CelebAMask-HQ.zip.part").write_bytes(data[:cut])  # a copy cut short
+    assert D.copy_resumable(good_zip, dest, progress=False, chunk=64) == dest
+    assert dest.read_bytes() == data and not (dest.parent / "CelebAMask-HQ.zip.part").exists()
+    assert f"resumed the copy of CelebAMask-HQ.zip at {cut:,} of {len(data):,} bytes" in capsys.readouterr().err
+    # A partial file that is not the start of this archive is started again, not glued on.
+    dest.unlink()
+    (dest.parent / "CelebAMask-HQ.zip.part").write_bytes(b"x" * cut)
+    D.copy_resumable(good_zip, dest, progress=False)
+    assert dest.read_bytes() == data and "resumed" not in capsys.readouterr().err
+    root = D.download_dataset("archive", tmp_path / "out", archive=dest, progress=False)
+    assert D.verify_layout(root)["images"] == len(IDS)
+
+
+class _RangeServer:
+    """A local HTTP server of one file that honours ``Range`` (as Google Drive does), and
+    records the ranges it was asked for."""
+
+    def __init__(self, payload: bytes):
+        import http.server
+        import threading
+
+        asked = self.asked = []
+
+        class Handler(http.server.BaseHTTPRequestHandler):
+            def do_GET(self):
+                rng = self.headers.get("Range")
+                asked.append(rng)
+                start = int(rng.split("=")[1].split("-")[0]) if rng else 0
+                body = payload[start:]
+                self.send_response(206 if rng else 200)
+                if rng:
+                    self.send_header("Content-Range", f"bytes {start}-{len(payload) - 1}/{len(payload)}")
+                self.send_header("Content-Length", str(len(body)))
+                self.send_header("Content-Type", "application/zip")
+                self.end_headers()
+                self.wfile.write(body)
+
+            def log_message(self, *args):
+                pass
+
+        self.server = http.server.ThreadingHTTPServer(("127.0.0.1", 0), Handler)
+        self.url = f"http://127.0.0.1:{self.server.server_port}/CelebAMask-HQ.zip"
+        threading.Thread(target=self.server.serve_forever, daemon=True).start()
+
+    def close(self):
+        self.server.shutdown()
+        self.server.server_close()
+
+
+def test_gdown_resumes_its_partial_file(tmp_path, good_zip):
+    pytest.importorskip("gdown")
+    data = good_zip.read_bytes()
+    server = _RangeServer(data)
+    try:
+        dest = tmp_path / "keep" / "CelebAMask-HQ.zip"
+        dest.parent.mkdir()
+        cut = len(data) // 3
+        # What an interrupted gdown leaves: "<name><8 random characters>.part".
+        (dest.parent / "CelebAMask-HQ.zipab12cd34.part").write_bytes(data[:cut])
+        assert D.fetch_drive(None, dest, progress=False, url=server.url) == dest
+        # gdown opens the file once to learn its name, then asks for the missing bytes only.
+        assert server.asked == [None, f"bytes={cut}-"]
+        assert dest.read_bytes() == data and list(dest.parent.iterdir()) == [dest]
+        assert D.fetch_drive(None, dest, progress=False, url=server.url) == dest  # done: no request
+        assert len(server.asked) == 2
+    finally:
+        server.close()

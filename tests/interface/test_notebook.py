@@ -1,28 +1,8 @@
-"""celebseg_utils.interface.notebook: runtime detection, install command, badges, run folders."""
+"""celebseg_utils.interface.notebook: install command, badges, readable tables and summaries."""
 
 from __future__ import annotations
 
-import sys
-from pathlib import Path
-import types
-
-import pytest
-
 from celebseg_utils.interface import notebook
-
-
-def test_runtime_detection_reads_modules_and_environment():
-    assert notebook.in_colab(modules={"google.colab": object()}, environ={})
-    assert notebook.in_colab(modules={}, environ={"COLAB_RELEASE_TAG": "x"})
-    assert not notebook.in_colab(modules={"google": object()}, environ={"KAGGLE_KERNEL_RUN_TYPE": "Batch"})
-    assert notebook.in_kaggle(environ={"KAGGLE_KERNEL_RUN_TYPE": "Batch"})
-    assert not notebook.in_kaggle(environ={"KAGGLE_KERNEL_RUN_TYPE": ""})
-    assert notebook.in_hosted(modules={}, environ={"KAGGLE_KERNEL_RUN_TYPE": "Interactive"})
-    assert not notebook.in_hosted(modules={}, environ={"HOME": "/root"})
-
-
-def test_this_test_process_is_not_hosted():
-    assert not notebook.in_hosted()
 
 
 def test_install_command_keeps_the_runtime_tensorflow():
@@ -40,65 +20,6 @@ def test_colab_url_and_badge_point_at_the_notebook_on_main():
                    "notebooks/03_class_imbalance.ipynb")
     badge = notebook.colab_badge("03_class_imbalance.ipynb")
     assert badge == f"[![Open In Colab](https://colab.research.google.com/assets/colab-badge.svg)]({url})"
-
-
-def test_run_dir_uses_explicit_root(tmp_path):
-    run = notebook.mount_drive_run_dir("weighted_ce", root=tmp_path / "r")
-    assert run == tmp_path / "r" / "weighted_ce" and run.is_dir()
-
-
-def test_run_dir_goes_to_drive_when_mounted(tmp_path):
-    (tmp_path / "drive" / "MyDrive").mkdir(parents=True)
-    run = notebook.mount_drive_run_dir("dice", drive_mount=tmp_path / "drive",
-                                       local_root=tmp_path / "local")
-    assert run == tmp_path / "drive" / "MyDrive" / "celebseg" / "runs" / "dice"
-    assert run.is_dir() and not (tmp_path / "local").exists()
-
-
-def test_run_dir_falls_back_to_local_runs(tmp_path, monkeypatch):
-    monkeypatch.chdir(tmp_path)
-    run = notebook.mount_drive_run_dir("jaccard", drive_mount=tmp_path / "no-drive")
-    assert run.resolve() == (tmp_path / "runs" / "jaccard").resolve() and run.is_dir()
-
-
-def _fake_colab(monkeypatch, mount):
-    colab = types.ModuleType("google.colab")
-    colab.drive = types.SimpleNamespace(mount=mount)
-    google = types.ModuleType("google")
-    google.colab = colab
-    monkeypatch.setitem(sys.modules, "google", google)
-    monkeypatch.setitem(sys.modules, "google.colab", colab)
-
-
-def test_colab_mounts_drive_then_uses_it(tmp_path, monkeypatch):
-    calls = []
-
-    def mount(where):
-        calls.append(where)
-        (tmp_path / "drive" / "MyDrive").mkdir(parents=True)
-
-    _fake_colab(monkeypatch, mount)
-    run = notebook.mount_drive_run_dir("ce", drive_mount=tmp_path / "drive", local_root=tmp_path / "l")
-    assert calls == [str(tmp_path / "drive")]
-    assert run == tmp_path / "drive" / "MyDrive" / "celebseg" / "runs" / "ce"
-    # Already mounted: no second permission prompt.
-    notebook.mount_drive_run_dir("ce2", drive_mount=tmp_path / "drive")
-    assert len(calls) == 1
-
-
-def test_declined_drive_mount_warns_and_stays_local(tmp_path, monkeypatch):
-    def mount(where):
-        raise RuntimeError("credential propagation was unsuccessful")
-
-    _fake_colab(monkeypatch, mount)
-    with pytest.warns(UserWarning, match="Google Drive not mounted"):
-        run = notebook.mount_drive_run_dir("ce", drive_mount=tmp_path / "drive", local_root=tmp_path / "l")
-    assert run == tmp_path / "l" / "ce"
-
-
-def test_mount_false_never_prompts(tmp_path, monkeypatch):
-    _fake_colab(monkeypatch, lambda where: pytest.fail("must not mount"))
-    assert notebook.drive_run_root(tmp_path / "drive", mount=False) is None
 
 
 # --------------------------------------------------------------------------- display helpers
@@ -188,56 +109,6 @@ def _results(miou, mean_f1, hat_f1, hat_recall, skin_f1=0.9):
     return {"miou": miou, "mean_f1": mean_f1, "pixel_accuracy": 0.95, "per_class": per_class}
 
 
-def test_ensure_runs_keeps_evaluated_runs_and_names_the_missing_notebook(tmp_path):
-    import json
-
-    from celebseg_utils.errors import CelebsegError
-
-    (tmp_path / "sparse_ce").mkdir()
-    (tmp_path / "sparse_ce" / "results.json").write_text(json.dumps(_results(0.5, 0.6, 0.1, 0.2)))
-    assert notebook.ensure_runs(["sparse_ce"], "unused", root=tmp_path) == [tmp_path / "sparse_ce"]
-    with pytest.raises(CelebsegError, match=r"dice has no trained model: run notebook 06 first"):
-        notebook.ensure_runs(["sparse_ce", "dice"], "unused", root=tmp_path)
-
-
-def test_ensure_runs_evaluates_trained_and_trains_missing_in_smoke(tmp_path, monkeypatch):
-    import celebseg_utils.engine.evaluate as evaluate
-
-    trained, evaluated = [], []
-    (tmp_path / "weighted_ce").mkdir()
-    (tmp_path / "weighted_ce" / "summary.json").write_text("{}")  # trained, not evaluated
-
-    def fake_train(name, prepared, run, progress):
-        trained.append((name, prepared, run))
-        return run / "best.keras"
-
-    def fake_evaluate(model, prepared, split, out, progress):
-        evaluated.append((Path(model), split, Path(out)))
-        Path(out).write_text("{}")
-
-    monkeypatch.setattr(notebook, "_train_smoke_run", fake_train)
-    monkeypatch.setattr(evaluate, "evaluate_model", fake_evaluate)
-    runs = notebook.ensure_runs(["weighted_ce", "jaccard"], "PREP", root=tmp_path, smoke=True)
-    assert runs == [tmp_path / "weighted_ce", tmp_path / "jaccard"]
-    assert trained == [("jaccard", "PREP", tmp_path / "jaccard")]
-    assert evaluated == [(tmp_path / "weighted_ce" / "best.keras", "test", tmp_path / "weighted_ce" / "results.json"),
-                         (tmp_path / "jaccard" / "best.keras", "test", tmp_path / "jaccard" / "results.json")]
-    # Evaluated now: a second call does nothing.
-    trained.clear(), evaluated.clear()
-    notebook.ensure_runs(["weighted_ce", "jaccard"], "PREP", root=tmp_path, smoke=True)
-    assert trained == [] and evaluated == []
-
-
-def test_smoke_runs_use_the_loss_of_their_notebook():
-    assert notebook.RUN_LOSSES["weighted_ce"] == ("loss.name=weighted_ce", "loss.class_weights=median_freq")
-    from celebseg_utils.engine.config import resolve_config
-
-    cfg = resolve_config(preset=notebook.SMOKE_PRESET, run_dir="/tmp/x",
-                         overrides=[*notebook.RUN_LOSSES["weighted_ce"], *notebook.SMOKE_OVERRIDES])
-    assert (cfg.loss.name, cfg.loss.class_weights) == ("weighted_ce", "median_freq")
-    assert (cfg.image_size, cfg.epochs, cfg.steps_per_epoch, cfg.batch_size) == (64, 1, 2, 4)
-
-
 def test_comparison_summary_names_winners_and_gains():
     results = {"sparse_ce": _results(0.50, 0.60, 0.10, 0.20), "weighted_ce": _results(0.48, 0.62, 0.25, 0.70),
                "dice": _results(0.55, 0.58, 0.20, 0.40)}
@@ -270,26 +141,6 @@ def test_comparison_summary_says_how_many_classes_each_mean_averaged():
     b["per_class"]["background"]["iou"] = None  # background counts for mIoU only
     text = notebook.comparison_summary({"a": a, "b": b}, baseline="b")
     assert "Baseline `b`: mIoU (16 of 19 classes) 0.400, mean F1 (16 of 18 facial classes) 0.700." in text
-
-
-@pytest.mark.slow
-def test_ensure_runs_trains_and_evaluates_a_tiny_run_for_real(tmp_path):
-    import json
-
-    import yaml
-
-    from celebseg_utils.demo import smoke_workspace
-
-    ws = smoke_workspace(tmp_path / "smoke", count=24, image_size=64)
-    (run,) = notebook.ensure_runs(["weighted_ce"], ws["prepared"], root=tmp_path / "runs",
-                                  smoke=True, progress=False)
-    assert run == tmp_path / "runs" / "weighted_ce"
-    cfg = yaml.safe_load((run / "config.yaml").read_text())
-    assert cfg["loss"] == {"name": "weighted_ce", "class_weights": "median_freq", "kwargs": {}}
-    assert cfg["image_size"] == 64 and cfg["epochs"] == 1
-    assert json.loads((run / "summary.json").read_text())["epochs_completed"] == 1
-    results = json.loads((run / "results.json").read_text())
-    assert 0.0 <= results["miou"] <= 1.0 and len(results["per_class"]) == 19
 
 
 def test_comparison_summary_handles_classes_without_a_score():

@@ -15,14 +15,14 @@ def test_every_recipe_names_a_loss_and_every_loss_has_a_recipe():
 
 def test_the_study_the_config_the_presets_and_the_notebooks_read_the_table():
     from celebseg_utils.engine import config
-    from celebseg_utils.interface import notebook
+    from celebseg_utils.interface import workspace
     from celebseg_utils.study import runner
 
     assert config.LOSSES == recipes.LOSS_NAMES
     assert runner.ARMS == {n: r.overrides() for n, r in recipes.RECIPES.items()}
     assert runner.SEED_ARMS == ("sparse_ce", "ce_onehot", "pixel_weighted_ce", "weighted_ce",
                                 "dice", "jaccard")
-    assert notebook.RUN_LOSSES["weighted_ce"] == ("loss.name=weighted_ce",
+    assert workspace.RUN_LOSSES["weighted_ce"] == ("loss.name=weighted_ce",
                                                   "loss.class_weights=median_freq")
     onehot = config.preset_config("study-categorical_ce")
     assert onehot.data.encoding == "onehot" and onehot.loss.name == "categorical_ce"
