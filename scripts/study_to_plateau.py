@@ -59,7 +59,7 @@ def git_commit(paths, message: str) -> None:
     update_readme_study.main([])
     subprocess.run([sys.executable, str(REPO / "scripts" / "make_notebooks.py")], cwd=REPO,
                    check=False, capture_output=True)
-    paths = [*paths, REPO / "README.md", REPO / "notebooks"]
+    paths = [*paths, REPO / "README.md", REPO / "docs" / "study.md", REPO / "notebooks"]
     subprocess.run(["git", "add", "--", *map(str, paths)], cwd=REPO, check=False)
     done = subprocess.run(["git", "commit", "-q", "-m", message, "--", *map(str, paths)],
                           cwd=REPO, check=False, capture_output=True, text=True)
