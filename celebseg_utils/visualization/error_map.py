@@ -87,5 +87,5 @@ def error_map(image: np.ndarray, truth: np.ndarray, prediction: np.ndarray, mode
     by = np.clip(by, 0, L.NUM_CLASSES - 1).astype(np.intp)
     shown = wrong & ~np.isin(by, list(hidden_classes))
     out = faded(image)
-    out[shown] = ERROR_COLOUR if mode == "single" else L.PALETTE[by[shown]]
+    out[shown] = ERROR_COLOUR if mode == "single" else L.OVERLAY_PALETTE[by[shown]]
     return out

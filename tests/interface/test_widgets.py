@@ -328,11 +328,11 @@ def test_error_map_colours_wrong_pixels_by_mode():
     right = faded(photo)[0, 0].tolist()
     assert right == [193, 193, 193]  # 0.4 * 100 + 0.6 * 255, rounded
     by_truth = error_map(photo, truth, pred, "truth")
-    assert by_truth[0, 1].tolist() == L.PALETTE[13].tolist()  # missed hair
-    assert by_truth[1, 1].tolist() == L.PALETTE[1].tolist()   # missed skin
+    assert by_truth[0, 1].tolist() == L.OVERLAY_PALETTE[13].tolist()  # missed hair
+    assert by_truth[1, 1].tolist() == L.OVERLAY_PALETTE[1].tolist()   # missed skin
     assert [by_truth[i, j].tolist() for i, j in [(0, 0), (0, 2), (1, 0), (1, 2)]] == [right] * 4
     by_pred = error_map(photo, truth, pred, "prediction")
-    assert by_pred[0, 1].tolist() == L.PALETTE[1].tolist() and by_pred[1, 1].tolist() == L.PALETTE[13].tolist()
+    assert by_pred[0, 1].tolist() == L.OVERLAY_PALETTE[1].tolist() and by_pred[1, 1].tolist() == L.OVERLAY_PALETTE[13].tolist()
     single = error_map(photo, truth, pred, "single")
     assert (single == ERROR_COLOUR).all(axis=-1).sum() == 2
     # a hidden class's errors are left out (by the class each mode colours by)
