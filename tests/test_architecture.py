@@ -16,6 +16,7 @@ import pytest
 
 REPO_ROOT = Path(__file__).resolve().parents[1]
 PACKAGE = REPO_ROOT / "celebseg_utils"
+sys.path.insert(0, str(REPO_ROOT / "scripts"))  # count_architecture: one reading of private uses
 
 #: Rooms, lowest first. A module may import its own room and lower rooms only.
 LAYERS = ["ground", "visualization", "data", "face", "models", "engine", "interface", "top"]
@@ -201,28 +202,12 @@ def test_reachable_follows_imports_through_other_modules():
 def private_uses(module: str, path: Path, modules) -> set[tuple[str, str]]:
     """(owner module, private name) for each ``_name`` that ``module`` takes from another
     package module: ``from owner import _name``, or ``alias._name`` where ``alias`` is an
-    imported package module (``import a.b as alias``, ``from a import b``)."""
-    tree = ast.parse(path.read_text(), str(path))
-    aliases, found = {}, set()
-    for node in ast.walk(tree):
-        if isinstance(node, ast.Import):
-            for a in node.names:
-                if a.name in modules and a.asname:
-                    aliases[a.asname] = a.name
-        elif isinstance(node, ast.ImportFrom) and node.module and not node.level:
-            for a in node.names:
-                full = f"{node.module}.{a.name}"
-                if full in modules:
-                    aliases[a.asname or a.name] = full
-                elif (node.module in modules and a.name.startswith("_")
-                      and not a.name.startswith("__") and node.module != module):
-                    found.add((node.module, a.name))
-    for node in ast.walk(tree):
-        if (isinstance(node, ast.Attribute) and isinstance(node.value, ast.Name)
-                and node.value.id in aliases and node.attr.startswith("_")
-                and not node.attr.startswith("__") and aliases[node.value.id] != module):
-            found.add((aliases[node.value.id], node.attr))
-    return found
+    imported package module (``import a.b as alias``, ``from a import b``). The reading is
+    ``scripts/count_architecture.py``'s, which counts the same in any checkout."""
+    import count_architecture
+
+    return count_architecture.private_uses(module, ast.parse(path.read_text(), str(path)),
+                                           set(modules))
 
 
 def private_crossings() -> list[str]:

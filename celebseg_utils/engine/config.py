@@ -483,21 +483,27 @@ HOW_KEYS = ("run_dir", "time_budget_minutes", "backup_every_minutes", "backup_ev
             "curve_steps", "curve_split")
 
 
+def flat_config(d: dict, prefix: str = "") -> dict:
+    """A config dict (:func:`config_to_dict`) as dotted keys; a ``kwargs`` dict stays whole.
+
+    >>> flat_config({"model": {"backbone": "x", "kwargs": {"a": 1}}, "seed": 0})
+    {'model.backbone': 'x', 'model.kwargs': {'a': 1}, 'seed': 0}
+    """
+    out = {}
+    for k, v in d.items():
+        if isinstance(v, dict) and k != "kwargs":
+            out.update(flat_config(v, f"{prefix}{k}."))
+        else:
+            out[f"{prefix}{k}"] = v
+    return out
+
+
 def config_diff(a: TrainConfig, b: TrainConfig, ignore=HOW_KEYS) -> list[str]:
     """Dotted keys whose values differ, as ``"key: a -> b"`` lines.
 
     >>> config_diff(TrainConfig(), apply_overrides(TrainConfig(), ["batch_size=2"]))
     ['batch_size: 8 -> 2']
     """
-    def flat(d, prefix=""):
-        out = {}
-        for k, v in d.items():
-            if isinstance(v, dict) and k != "kwargs":
-                out.update(flat(v, f"{prefix}{k}."))
-            else:
-                out[f"{prefix}{k}"] = v
-        return out
-
-    fa, fb = flat(config_to_dict(a)), flat(config_to_dict(b))
+    fa, fb = flat_config(config_to_dict(a)), flat_config(config_to_dict(b))
     return [f"{k}: {fa.get(k)} -> {fb.get(k)}"
             for k in sorted(fa.keys() | fb.keys()) if k not in ignore and fa.get(k) != fb.get(k)]

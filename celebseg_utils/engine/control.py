@@ -80,16 +80,6 @@ def shared_plan_overrides(reference_run, quiet: bool = False) -> list[str]:
     return lines
 
 
-def _flat(d: dict, prefix: str = "") -> dict:
-    out = {}
-    for k, v in d.items():
-        if isinstance(v, dict) and k != "kwargs":
-            out.update(_flat(v, f"{prefix}{k}."))
-        else:
-            out[f"{prefix}{k}"] = v
-    return out
-
-
 def compare_settings(run_dirs: Sequence) -> dict:
     """What the runs ``run_dirs`` share and where they differ besides the loss.
 
@@ -97,12 +87,12 @@ def compare_settings(run_dirs: Sequence) -> dict:
     ``differences`` as ``"key: value (run), value (run)"`` lines (the steps each run planned,
     from its summary or plan, included), and per run its ``steps`` and ``seed``.
     """
-    from celebseg_utils.engine.config import HOW_KEYS, config_to_dict, load_config
+    from celebseg_utils.engine.config import HOW_KEYS, config_to_dict, flat_config, load_config
 
     names = [Path(r).name for r in run_dirs]
     settings, plans = {}, {}
     for name, run in zip(names, run_dirs):
-        flat = _flat(config_to_dict(load_config(Path(run) / "config.yaml")))
+        flat = flat_config(config_to_dict(load_config(Path(run) / "config.yaml")))
         settings[name] = {k: v for k, v in flat.items() if k not in HOW_KEYS and k not in LOSS_KEYS}
         plans[name] = run_plan(run)
     for name in names:
