@@ -126,10 +126,10 @@ def test_journey_01_02_04_05_07_then_04_resumes_from_drive(tmp_path, monkeypatch
 
     if "05" in legs:
         journey.play("05")
-        assert (keep / "runs" / "weighted_ce" / "results.json").is_file()
+        assert (keep / "runs" / "pixel_weighted_ce" / "results.json").is_file()
     if "07" in legs:
-        runs = {name: _files(keep / "runs" / name) for name in ("sparse_ce", "weighted_ce")}
-        nb = journey.play("07", RUNS=["sparse_ce", "weighted_ce"])
+        runs = {name: _files(keep / "runs" / name) for name in ("sparse_ce", "pixel_weighted_ce")}
+        nb = journey.play("07", RUNS=["sparse_ce", "pixel_weighted_ce"])
         assert f"restored from {kept}" in _text(nb)
         # 07 compared the runs 04 and 05 kept: nothing retrained nor re-evaluated.
         assert {name: _files(keep / "runs" / name) for name in runs} == runs
