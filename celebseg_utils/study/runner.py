@@ -28,7 +28,6 @@ from pathlib import Path
 
 import numpy as np
 
-from celebseg_utils import labels as L
 from celebseg_utils.errors import CelebsegError
 from celebseg_utils.fileio import atomic_path, atomic_write_json
 from celebseg_utils.study.report import result_dir, run_dir, write_study_report
